@@ -1,0 +1,1 @@
+"""Measurement: MACs and parameters (one counter used everywhere), CPU latency, accuracy."""

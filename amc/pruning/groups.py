@@ -1,0 +1,212 @@
+"""Prunable units: torch-pruning dependency groups in forward order, with the metadata the agent needs.
+
+One group is one set of coupled channels (a residual stage, an inverted-residual block's hidden channels,
+a depthwise conv and its producer): it takes one keep ratio. The original model is never modified.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from amc.measure.macs import LayerCost, layer_costs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One layer dimension a group prunes: ``dim`` is 'out' (output channels) or 'in' (input channels)."""
+
+    layer: str
+    dim: str
+    handler: Callable[..., nn.Module] = field(repr=False, compare=False)
+    idxs: tuple[int, ...] = field(repr=False)
+    root_idxs: tuple[int, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """A coupled channel group and the agent-state metadata of its root (first producing) layer."""
+
+    index: int
+    root: str
+    channels: int
+    members: tuple[GroupMember, ...] = field(repr=False)
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    in_channels: int
+    kernel: int
+    stride: int
+    feature_hw: tuple[int, int]
+    macs: int
+    params: int
+
+    def layer_idxs(self, layer_member: GroupMember, root_subset: set[int]) -> list[int]:
+        """The member layer's channel indices that correspond to the given root channel indices."""
+        return [i for i, r in zip(layer_member.idxs, layer_member.root_idxs) if r in root_subset]
+
+
+def validate_keep_ratios(keep_ratios: Sequence[float], num_groups: int) -> None:
+    if len(keep_ratios) != num_groups:
+        raise ValueError(f"got {len(keep_ratios)} keep ratios for {num_groups} prunable groups")
+    for i, k in enumerate(keep_ratios):
+        if not (isinstance(k, (int, float)) and 0.0 < float(k) <= 1.0) or math.isnan(float(k)):
+            raise ValueError(f"keep_ratio of group {i} is {k!r}; keep ratios must be in (0, 1]")
+
+
+def round_channels(keep_ratio: float, channels: int, round_to: int = 1) -> int:
+    """Channels kept for ``keep_ratio``: nearest multiple of ``round_to``, at least one, at most all."""
+    if round_to < 1:
+        raise ValueError(f"round_to must be >= 1, got {round_to}")
+    n = int(round(keep_ratio * channels / round_to)) * round_to
+    return max(min(round_to, channels), min(channels, n), 1)
+
+
+class PrunableNetwork:
+    """A trained model, its dependency groups and a cost model (MACs and params) over channel counts."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        *,
+        exclude: Sequence[str] = (),
+        round_to: int = 1,
+    ) -> None:
+        self.model = model.eval()
+        self.input_shape = (1, *tuple(input_shape)[1:])
+        self.round_to = round_to
+        round_channels(1.0, 1, round_to)  # validates round_to
+        device = next(model.parameters()).device
+        self.costs: dict[str, LayerCost] = layer_costs(model, self.input_shape, device)
+        self.modules: dict[str, nn.Module] = dict(model.named_modules())
+        unknown = [n for n in exclude if n not in self.modules]
+        if unknown:
+            raise ValueError(f"exclude names {unknown} are not layers of the model; layers are e.g. {list(self.costs)[:8]}")
+        layer_order = list(self.costs)
+        output_layer = layer_order[-1]  # the classifier: its outputs (the classes) are never pruned
+        ignored = [self.modules[output_layer], *(self.modules[n] for n in exclude)]
+        with torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(model, torch.randn(self.input_shape, device=device), verbose=False)
+        name_of = {m: n for n, m in self.modules.items()}
+        raw = []
+        for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear)):
+            members = []
+            for item in group.items:
+                module = item.dep.target.module
+                if not isinstance(module, nn.Module) or module not in name_of:
+                    continue  # functional ops (add, cat) carry no weights
+                dim = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
+                members.append(GroupMember(name_of[module], dim, item.dep.handler, tuple(item.idxs), tuple(item.root_idxs)))
+            raw.append(members)
+        order = {n: i for i, n in enumerate(layer_order)}
+        # the root is the group's first producing layer in forward order; groups follow their roots
+        roots = [min((m.layer for m in ms if m.dim == "out" and m.layer in order), key=order.__getitem__) for ms in raw]
+        raw = sorted(zip(roots, raw), key=lambda r: order[r[0]])
+        self.groups: list[ChannelGroup] = [self._describe(i, root, members) for i, (root, members) in enumerate(raw)]
+        if not self.groups:
+            raise ValueError(
+                f"model {type(model).__name__} has no prunable channel group (only its output layer "
+                f"{output_layer!r} and excluded layers {list(exclude)} produce channels)"
+            )
+        self._original_channels = [g.channels for g in self.groups]
+        self.original_macs = self.predict_macs(self._original_channels)
+        self.original_params = self.predict_params(self._original_channels)
+        log.info("%s: %d prunable groups, %d MACs, %d params", type(model).__name__, len(self.groups),
+                 self.original_macs, self.original_params)
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    def _describe(self, index: int, root: str, members: list[GroupMember]) -> ChannelGroup:
+        weighted = lambda m: isinstance(self.modules[m.layer], (nn.Conv2d, nn.Linear))  # noqa: E731
+        order = {n: i for i, n in enumerate(self.costs)}
+        producers = tuple(sorted((m.layer for m in members if m.dim == "out" and weighted(m)), key=order.__getitem__))
+        consumers = tuple(sorted((m.layer for m in members if m.dim == "in" and weighted(m)), key=order.__getitem__))
+        cost = self.costs[root]
+        touched = set(producers) | set(consumers)
+        return ChannelGroup(
+            index=index, root=root, channels=len(members[0].root_idxs) if members else cost.out_channels,
+            members=tuple(members), producers=producers, consumers=consumers, in_channels=cost.in_channels,
+            kernel=cost.kernel, stride=cost.stride, feature_hw=cost.in_hw,
+            macs=sum(self.costs[n].macs for n in touched if n in self.costs),
+            params=sum(p.numel() for m in members for p in self.modules[m.layer].parameters(recurse=False)),
+        )
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.groups)
+
+    # -- channel counts and costs -----------------------------------------------------------------------
+    def channel_counts(self, keep_ratios: Sequence[float]) -> list[int]:
+        """Channels kept per group after rounding (validates the keep ratios)."""
+        validate_keep_ratios(keep_ratios, self.num_groups)
+        return [round_channels(float(k), g.channels, self.round_to) for k, g in zip(keep_ratios, self.groups)]
+
+    def _layer_channels(self, counts: Sequence[int]) -> dict[str, tuple[int, int]]:
+        """(in, out) channels of every layer with a prunable dimension, for the given group channel counts."""
+        removed: dict[tuple[str, str], float] = {}
+        for g, n in zip(self.groups, counts):
+            for m in g.members:
+                removed[(m.layer, m.dim)] = removed.get((m.layer, m.dim), 0.0) + (g.channels - n) * len(m.idxs) / g.channels
+        result = {}
+        for layer in {k[0] for k in removed}:
+            module = self.modules[layer]
+            c_in, c_out = _io_channels(module)
+            out = c_out - round(removed.get((layer, "out"), 0.0))
+            depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels and module.groups > 1
+            result[layer] = (out if depthwise else c_in - round(removed.get((layer, "in"), 0.0)), out)
+        return result
+
+    def predict_macs(self, counts: Sequence[int]) -> int:
+        """Total MACs of the pruned model with ``counts`` channels per group (exact for conv/linear nets)."""
+        channels = self._layer_channels(counts)
+        total = 0
+        for name, c in self.costs.items():
+            if name not in channels:
+                total += c.macs
+                continue
+            c_in, c_out = channels[name]
+            groups = c_in if c.groups > 1 and c.groups == c.in_channels else c.groups
+            total += c.macs // (c.out_channels * (c.in_channels // c.groups)) * c_out * (c_in // groups)
+        return total
+
+    def predict_params(self, counts: Sequence[int]) -> int:
+        """Total parameters of the pruned model with ``counts`` channels per group."""
+        channels = self._layer_channels(counts)
+        total = 0
+        for name, module in self.modules.items():
+            own = sum(p.numel() for p in module.parameters(recurse=False))
+            if name not in channels or own == 0:
+                total += own
+                continue
+            c_in, c_out = channels[name]
+            total += _scaled_params(module, c_in, c_out)
+        return total
+
+
+def _io_channels(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Conv2d):
+        return module.in_channels, module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.num_features, module.num_features
+    raise TypeError(f"cannot count channels of {type(module).__name__}")
+
+
+def _scaled_params(module: nn.Module, c_in: int, c_out: int) -> int:
+    bias = c_out if getattr(module, "bias", None) is not None else 0
+    if isinstance(module, nn.Conv2d):
+        groups = c_in if module.groups > 1 and module.groups == module.in_channels else module.groups
+        return c_out * (c_in // groups) * module.kernel_size[0] * module.kernel_size[1] + bias
+    if isinstance(module, nn.Linear):
+        return c_out * c_in + bias
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return 2 * c_out if module.affine else 0
+    raise TypeError(f"cannot scale parameters of {type(module).__name__}")

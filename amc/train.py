@@ -1,0 +1,78 @@
+"""Train a baseline network: ``python -m amc.train model=resnet20 data=fashion_mnist``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from amc.checkpoint import save_checkpoint
+from amc.cli import build_data, model_spec_from_cfg, resolve_device
+from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.macs import count_macs_params
+from amc.models import build_model
+from amc.training import train_model
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict:
+    """Build data and model, train, save the checkpoint and metrics; returns the metrics."""
+    output_dir = Path(output_dir)
+    if (output_dir / "model.safetensors").exists():
+        raise FileExistsError(f"{output_dir / 'model.safetensors'} exists; refusing to overwrite it (choose another hydra.run.dir)")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    data = build_data(cfg.data)
+    spec = model_spec_from_cfg(cfg.model, data)
+    model = build_model(spec["target"], in_channels=spec["in_channels"], num_classes=spec["num_classes"], **spec["kwargs"])
+    writer = SummaryWriter(str(output_dir / "tb"))
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        for key in ("loss", "train_acc", "reward_val_acc", "lr"):
+            writer.add_scalar(f"train/{key}", metrics[key], epoch + 1)
+
+    t = cfg.train
+    history = train_model(
+        model, data, epochs=t.epochs, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+        batch_size=t.batch_size, schedule=t.schedule, warmup_epochs=t.warmup_epochs,
+        label_smoothing=t.label_smoothing, seed=cfg.seed, device=device, on_epoch_end=on_epoch_end,
+    )
+    model.eval()
+    macs, params = count_macs_params(model, (1, data.in_channels, *data.image_size))
+    metrics = {
+        "model": spec,
+        "dataset": data.name,
+        "test_acc": evaluate_accuracy(model, data, split="test", device=device),
+        "reward_val_acc": evaluate_accuracy(model, data, split="reward_val", device=device),
+        "macs": macs,
+        "params": params,
+        "epochs": history,
+        "train_seconds": sum(h["seconds"] for h in history),
+        "command": " ".join(["python -m amc.train", *sys.argv[1:]]),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    writer.add_hparams({"lr": t.lr, "epochs": t.epochs, "batch_size": t.batch_size},
+                       {"hparam/test_acc": metrics["test_acc"]})
+    writer.close()
+    save_checkpoint(model.cpu(), output_dir / "model.safetensors", model_spec=spec,
+                    extra={"test_acc": metrics["test_acc"], "dataset": data.name})
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("test accuracy %.4f, reward-val %.4f; saved %s", metrics["test_acc"], metrics["reward_val_acc"],
+             output_dir / "model.safetensors")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run(cfg, Path(HydraConfig.get().runtime.output_dir))["test_acc"]
+
+
+if __name__ == "__main__":
+    main()
