@@ -1,0 +1,23 @@
+"""stable-baselines3 wiring for AMC (``amc.agents``): agent factory, exploration noise, replay buffer, callbacks."""
+
+from amc.agents.callbacks import AMCCallback
+from amc.agents.factory import ALGOS, make_agent
+from amc.agents.noise import TruncatedNormalNoise
+from amc.agents.policies import AMCSACPolicy, AMCTD3Policy, ScaledLRAdam
+from amc.agents.replay import EpisodeRewardReplayBuffer
+from amc.agents.state import load_resume_state, save_resume_state
+from amc.search_log import keep_ratio_image
+
+__all__ = [
+    "ALGOS",
+    "AMCCallback",
+    "AMCSACPolicy",
+    "AMCTD3Policy",
+    "EpisodeRewardReplayBuffer",
+    "ScaledLRAdam",
+    "TruncatedNormalNoise",
+    "keep_ratio_image",
+    "load_resume_state",
+    "make_agent",
+    "save_resume_state",
+]

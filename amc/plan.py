@@ -107,9 +107,18 @@ def check_plan(plan: PruningPlan, net: PrunableNetwork, checksum: str) -> None:
             f"but the given model has checksum {checksum[:12]}...; use the checkpoint the plan was made from"
         )
     roots = [(g.root, g.channels) for g in net.groups]
-    planned = [(g["root"], g["channels"]) for g in plan.groups]
+    try:
+        planned = [(g["root"], g["channels"]) for g in plan.groups]
+    except (KeyError, TypeError) as e:
+        raise PlanError(f"plan groups are malformed (each needs 'root' and 'channels'): {e!r}") from e
     if roots != planned:
         raise PlanError(f"plan groups {planned[:3]}... do not match the model's groups {roots[:3]}...")
+    for g in plan.groups:
+        idxs = g.get("kept_indices")
+        if (not isinstance(idxs, list) or not idxs or len(idxs) != g.get("kept_channels") or len(set(idxs)) != len(idxs)
+                or not all(isinstance(i, int) and 0 <= i < g["channels"] for i in idxs)):
+            raise PlanError(f"plan group {g.get('index')} ({g['root']}) needs {g.get('kept_channels')} distinct "
+                            f"kept_indices in [0, {g['channels']}), got {str(idxs)[:80]}")
 
 
 def save_pruned(model: nn.Module, plan: PruningPlan, directory: str | Path) -> tuple[Path, Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -57,15 +58,18 @@ def validate_keep_ratios(keep_ratios: Sequence[float], num_groups: int) -> None:
     if len(keep_ratios) != num_groups:
         raise ValueError(f"got {len(keep_ratios)} keep ratios for {num_groups} prunable groups")
     for i, k in enumerate(keep_ratios):
-        if not (isinstance(k, (int, float)) and 0.0 < float(k) <= 1.0) or math.isnan(float(k)):
+        if not (isinstance(k, numbers.Real) and 0.0 < float(k) <= 1.0) or math.isnan(float(k)):
             raise ValueError(f"keep_ratio of group {i} is {k!r}; keep ratios must be in (0, 1]")
 
 
 def round_channels(keep_ratio: float, channels: int, round_to: int = 1) -> int:
-    """Channels kept for ``keep_ratio``: nearest multiple of ``round_to``, at least one, at most all."""
+    """Channels kept for ``keep_ratio``: nearest multiple of ``round_to`` or all, at least one (keep 1 = all)."""
     if round_to < 1:
         raise ValueError(f"round_to must be >= 1, got {round_to}")
-    n = int(round(keep_ratio * channels / round_to)) * round_to
+    target = keep_ratio * channels
+    n = int(round(target / round_to)) * round_to
+    if n > channels or channels - target < abs(target - n):
+        n = channels  # all channels is a candidate too when ``channels`` is not a multiple of ``round_to``
     return max(min(round_to, channels), min(channels, n), 1)
 
 
@@ -148,7 +152,7 @@ class PrunableNetwork:
         validate_keep_ratios(keep_ratios, self.num_groups)
         return [round_channels(float(k), g.channels, self.round_to) for k, g in zip(keep_ratios, self.groups)]
 
-    def _layer_channels(self, counts: Sequence[int]) -> dict[str, tuple[int, int]]:
+    def layer_channels(self, counts: Sequence[int]) -> dict[str, tuple[int, int]]:
         """(in, out) channels of every layer with a prunable dimension, for the given group channel counts."""
         removed: dict[tuple[str, str], float] = {}
         for g, n in zip(self.groups, counts):
@@ -165,7 +169,7 @@ class PrunableNetwork:
 
     def predict_macs(self, counts: Sequence[int]) -> int:
         """Total MACs of the pruned model with ``counts`` channels per group (exact for conv/linear nets)."""
-        channels = self._layer_channels(counts)
+        channels = self.layer_channels(counts)
         total = 0
         for name, c in self.costs.items():
             if name not in channels:
@@ -178,7 +182,7 @@ class PrunableNetwork:
 
     def predict_params(self, counts: Sequence[int]) -> int:
         """Total parameters of the pruned model with ``counts`` channels per group."""
-        channels = self._layer_channels(counts)
+        channels = self.layer_channels(counts)
         total = 0
         for name, module in self.modules.items():
             own = sum(p.numel() for p in module.parameters(recurse=False))

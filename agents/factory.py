@@ -1,0 +1,67 @@
+"""``make_agent``: an SB3 DDPG / TD3 / SAC agent with AMC's reference settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3 import DDPG, SAC, TD3
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from amc.agents.noise import TruncatedNormalNoise
+from amc.agents.policies import AMCSACPolicy, AMCTD3Policy
+from amc.agents.replay import EpisodeRewardReplayBuffer
+
+ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"ddpg": DDPG, "td3": TD3, "sac": SAC}
+
+
+def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, critic_lr: float = 1e-3,
+               net_arch: Sequence[int] = (300, 300), tau: float = 0.01, gamma: float = 1.0, batch_size: int = 64,
+               replay_episodes: int = 100, warmup_episodes: int = 100, episode_length: int, sigma: float = 0.5,
+               sigma_decay: float = 0.95, seed: int = 0, device: str | th.device = "cpu", tensorboard_log: str | None = None,
+               verbose: int = 0, algo_kwargs: dict[str, Any] | None = None) -> OffPolicyAlgorithm:
+    """Build the agent for fixed-length episodes of ``episode_length`` steps (one per prunable group).
+
+    Replay holds ``replay_episodes`` episodes, the first ``warmup_episodes`` use SB3's uniform random actions, then
+    one gradient step per collected transition after each episode. DDPG/TD3 explore with AMC's truncated normal
+    noise (``sigma`` in keep-ratio units, decayed by ``sigma_decay`` per episode); SAC explores with its own policy
+    (``sigma``/``sigma_decay`` unused). ``algo_kwargs`` go to the SB3 constructor as they are (e.g. SAC's
+    ``ent_coef``). Train with ``model.learn(total_timesteps=episodes * episode_length, ...)``.
+    """
+    algo = algo.lower()
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; expected one of {sorted(ALGOS)}")
+    if episode_length < 1 or critic_lr <= 0 or actor_lr <= 0:
+        raise ValueError(f"need episode_length >= 1 and positive lrs; got {episode_length}, {actor_lr}, {critic_lr}")
+    arch = [int(n) for n in net_arch]  # hydra hands a ListConfig; SB3 checks isinstance(net_arch, list)
+    policy_kwargs: dict[str, Any] = {"net_arch": {"pi": list(arch), "qf": list(arch)},
+                                     "actor_lr_scale": actor_lr / critic_lr}
+    noise = None
+    if algo != "sac":
+        noise = TruncatedNormalNoise(sigma=sigma, decay=sigma_decay, warmup_episodes=warmup_episodes, seed=seed)
+    model = ALGOS[algo](
+        AMCSACPolicy if algo == "sac" else AMCTD3Policy,
+        env,
+        learning_rate=critic_lr,  # SB3's single lr is the critic's; the actor's optimizer scales it
+        buffer_size=replay_episodes * episode_length,
+        learning_starts=warmup_episodes * episode_length,
+        batch_size=batch_size,
+        tau=tau,
+        gamma=gamma,
+        train_freq=(1, "episode"),
+        gradient_steps=-1,
+        action_noise=noise,
+        replay_buffer_class=EpisodeRewardReplayBuffer,
+        policy_kwargs=policy_kwargs,
+        tensorboard_log=tensorboard_log,
+        verbose=verbose,
+        seed=seed,
+        device=device,
+        **(algo_kwargs or {}),
+    )
+    if noise is not None:
+        noise.bind(model)
+    return model

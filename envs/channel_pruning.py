@@ -1,0 +1,170 @@
+"""AMC's channel-pruning environment: one step per dependency group, in forward order.
+
+The action is the group's keep ratio (a symmetric [-1, 1] Box rescaled to [lbound, rbound] here); an optional
+budget wall caps it so the resource budget stays reachable. The reward comes at the last step only: the
+network is pruned to the realised ratios (on a copy) and evaluated on held-out training images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from amc.data.base import DataSplits
+from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.latency_table import LatencyTable
+from amc.pruning.budget import ResourceBudget
+from amc.pruning.engine import PruningEngine
+from amc.pruning.groups import PrunableNetwork, round_channels
+from amc.rewards import get_reward
+
+OBS_DIM = 11
+OBS_FIELDS = ("t", "n", "c", "h", "w", "stride", "kernel", "macs", "reduced", "rest", "a_prev")
+
+
+def _minmax(column: np.ndarray) -> np.ndarray:
+    span = column.max() - column.min()
+    return np.zeros_like(column) if span == 0 else (column - column.min()) / span
+
+
+class ChannelPruningEnv(gym.Env):
+    """Choose a keep ratio per channel group; the episode's reward is a function of the pruned model's accuracy."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        net: PrunableNetwork,
+        engine: PruningEngine,
+        data: DataSplits,
+        *,
+        reward: str = "accuracy",
+        budget: ResourceBudget | None = None,
+        lbound: float = 0.2,
+        rbound: float = 1.0,
+        eval_split: str = "reward_val",
+        eval_images: int | None = None,
+        eval_batch_size: int = 500,
+        device: torch.device | str = "cpu",
+        latency_table: LatencyTable | None = None,
+    ) -> None:
+        if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
+            raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
+        if engine.net is not net:
+            raise ValueError("engine was built for a different PrunableNetwork than net")
+        if budget is not None:
+            if budget.net is not net:
+                raise ValueError("budget was built for a different PrunableNetwork than net")
+            if not np.isclose(budget.lbound, lbound):
+                raise ValueError(f"budget lbound={budget.lbound} differs from the env's lbound={lbound}")
+        if eval_images is not None and eval_images < 1:
+            raise ValueError(f"eval_images must be >= 1 or None (all), got {eval_images}")
+        data.split(eval_split)  # validates the split name
+        self.reward_fn = get_reward(reward)
+        self.net, self.engine, self.data = net, engine, data
+        self.reward_name, self.budget = reward, budget
+        self.lbound, self.rbound = float(lbound), float(rbound)
+        self.eval_split, self.eval_images, self.eval_batch_size = eval_split, eval_images, eval_batch_size
+        self.device, self.latency_table = device, latency_table
+        self.render_mode = None
+        self.observation_space = spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        groups = net.groups
+        self.num_groups = len(groups)
+        static = np.array([[g.channels, g.in_channels, g.feature_hw[0], g.feature_hw[1], g.stride, g.kernel, g.macs]
+                           for g in groups], dtype=np.float64)
+        self._static = np.stack([_minmax(static[:, j]) for j in range(static.shape[1])], axis=1)
+        touched = [set(g.producers) | set(g.consumers) for g in groups]
+        self._rest = np.zeros(self.num_groups)
+        for t in range(self.num_groups):
+            seen = set().union(*touched[: t + 1])
+            later = set().union(*touched[t + 1 :]) - seen
+            self._rest[t] = sum(net.costs[n].macs for n in later if n in net.costs) / net.original_macs
+        self._full = [g.channels for g in groups]
+        self._reset_state()
+
+    # -- gymnasium API -----------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._reset_state()
+        return self._observation(), {}
+
+    def step(self, action: np.ndarray | float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._t >= self.num_groups:
+            raise RuntimeError("the episode is over: call reset() before step()")
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        if np.isnan(a):
+            raise ValueError("action is NaN")
+        requested = self.action_to_keep(a)
+        group = self.net.groups[self._t]
+        n = round_channels(requested, group.channels, self.net.round_to)
+        if self.budget is not None:
+            n = self.budget.cap(self._counts, n)
+        self._requested.append(requested)
+        self._counts.append(n)
+        self._t += 1
+        if self._t < self.num_groups:
+            info = {"episode_end": False, "keep_ratio": n / group.channels, "requested_keep_ratio": requested}
+            return self._observation(), 0.0, False, False, info
+        reward, info = self._finish()
+        return self._observation(), reward, True, False, info
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def action_to_keep(self, action: float) -> float:
+        """Map an action in [-1, 1] (clipped) to a keep ratio in [lbound, rbound]."""
+        a = min(1.0, max(-1.0, float(action)))
+        return self.lbound + (a + 1.0) / 2.0 * (self.rbound - self.lbound)
+
+    @property
+    def keep_ratios(self) -> list[float]:
+        """Realised keep ratios of the groups decided so far."""
+        return [n / g.channels for n, g in zip(self._counts, self.net.groups)]
+
+    def _reset_state(self) -> None:
+        self._t = 0
+        self._counts: list[int] = []
+        self._requested: list[float] = []
+
+    def _observation(self) -> np.ndarray:
+        t = min(self._t, self.num_groups - 1)
+        counts = [*self._counts, *self._full[len(self._counts) :]]
+        reduced = (self.net.original_macs - self.net.predict_macs(counts)) / self.net.original_macs
+        a_prev = self._counts[-1] / self.net.groups[len(self._counts) - 1].channels if self._counts else 1.0
+        position = t / (self.num_groups - 1) if self.num_groups > 1 else 0.0
+        obs = np.concatenate([[position], self._static[t], [reduced, self._rest[t], a_prev]])
+        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+
+    def _finish(self) -> tuple[float, dict[str, Any]]:
+        keep = self.keep_ratios
+        result = self.engine.prune(keep)
+        if result.channels != self._counts:
+            raise RuntimeError(f"engine rounded counts {self._counts} to {result.channels}")
+        start = time.perf_counter()
+        accuracy = evaluate_accuracy(result.model, self.data, split=self.eval_split, limit=self.eval_images,
+                                     batch_size=self.eval_batch_size, device=self.device)
+        seconds = {**result.seconds, "evaluate": time.perf_counter() - start}
+        reward = float(self.reward_fn(accuracy, result.macs, result.params))
+        info: dict[str, Any] = {
+            "episode_end": True,
+            "accuracy": accuracy,
+            "reward": reward,
+            "macs": result.macs,
+            "params": result.params,
+            "macs_ratio": result.macs / self.net.original_macs,
+            "params_ratio": result.params / self.net.original_params,
+            "keep_ratios": list(result.keep_ratios),
+            "requested_keep_ratios": list(self._requested),
+            "channels": list(result.channels),
+            "seconds": seconds,
+        }
+        if self.budget is not None:
+            info["budget_ratio"] = self.budget.ratio(self._counts)
+        if self.latency_table is not None:
+            info["predicted_latency_ms"] = self.latency_table.predict_layers(self.net.layer_channels(self._counts)) * 1e3
+        return reward, info
