@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+MAIN_ARGS ?= episodes=300 compare_with=[uniform,random]
 DATA_ROOT ?= /usr/share/datasets/fashion-mnist
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +27,7 @@ data:
 	fi
 
 run: setup
-	$(BIN)/python -m amc.prune
+	$(BIN)/python -m amc.search experiment=resnet20_macs50 $(MAIN_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -44,31 +44,26 @@ def _scaled_actor_optimizer(policy: TD3Policy | SACPolicy, lr_schedule: Schedule
     return ScaledLRAdam(policy.actor.parameters(), lr=lr_schedule(1), lr_scale=scale, **policy.optimizer_kwargs)
 
 
-class AMCTD3Policy(TD3Policy):
+class _ScaledActorLR:
+    """Mixin for SB3 actor-critic policies: rebuild the actor's optimizer at ``actor_lr_scale`` x the lr."""
+
+    actor: Any
+
+    def __init__(self, *args: Any, actor_lr_scale: float = 1.0, **kwargs: Any) -> None:
+        self.actor_lr_scale = float(actor_lr_scale)
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        self.actor.optimizer = _scaled_actor_optimizer(self, lr_schedule, self.actor_lr_scale)  # type: ignore[arg-type]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "actor_lr_scale": self.actor_lr_scale}  # type: ignore[misc]
+
+
+class AMCTD3Policy(_ScaledActorLR, TD3Policy):
     """TD3Policy (also DDPG's) whose actor's Adam runs at ``actor_lr_scale`` x the scheduled (critic) lr."""
 
-    def __init__(self, *args: Any, actor_lr_scale: float = 1.0, **kwargs: Any) -> None:
-        self.actor_lr_scale = float(actor_lr_scale)
-        super().__init__(*args, **kwargs)
 
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        self.actor.optimizer = _scaled_actor_optimizer(self, lr_schedule, self.actor_lr_scale)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "actor_lr_scale": self.actor_lr_scale}
-
-
-class AMCSACPolicy(SACPolicy):
+class AMCSACPolicy(_ScaledActorLR, SACPolicy):
     """SACPolicy whose actor's Adam runs at ``actor_lr_scale`` x the scheduled (critic) lr."""
-
-    def __init__(self, *args: Any, actor_lr_scale: float = 1.0, **kwargs: Any) -> None:
-        self.actor_lr_scale = float(actor_lr_scale)
-        super().__init__(*args, **kwargs)
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        self.actor.optimizer = _scaled_actor_optimizer(self, lr_schedule, self.actor_lr_scale)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "actor_lr_scale": self.actor_lr_scale}

@@ -1,9 +1,26 @@
-"""Markdown tables of pruning results."""
+"""Markdown tables of pruning results, and the multirun report: ``python -m amc.report <multirun_dir> [--out DIR]``.
+
+The report finds every finished search below a directory (a ``summary.json``; baselines of ``compare_with`` sit in
+``<job>/compare/<method>/``), reads the budget and seed from the job's ``.hydra/config.yaml`` (plain YAML, no hydra
+here: this module is core library) and writes ``report.md`` (budget x method, mean ± std over seeds) and
+``report.png`` (budget vs test accuracy, one line per method).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+METRICS = (("test_acc", "test acc", 100.0, "%"), ("reward_val_acc", "reward-val acc", 100.0, "%"),
+           ("macs_ratio", "MACs ratio", 1.0, ""))
 
 
 def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None) -> str:
@@ -15,3 +32,169 @@ def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None
         lines.append(f"| {r['variant']} | {r['macs'] / 1e6:.2f} | {ratio:.3f} | {r['params'] / 1e3:.1f} | "
                      f"{r['latency_ms']:.2f} | {100 * r['reward_val_acc']:.2f}% | {100 * r['test_acc']:.2f}% |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished search: where it is, what was searched (method, budget, seed) and what came out."""
+
+    path: Path
+    method: str
+    resource: str | None
+    target: float
+    seed: int | None
+    test_acc: float
+    reward_val_acc: float
+    macs_ratio: float
+
+    @property
+    def budget(self) -> tuple[str, float]:
+        return (self.resource or "accuracy-guaranteed", self.target)
+
+
+def job_config(run_dir: Path) -> dict[str, Any] | None:
+    """The hydra config of the job that produced ``run_dir`` (a baseline in ``compare/<method>/`` uses its parent's)."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir]
+    if run_dir.parent.name == "compare":
+        candidates.append(run_dir.parent.parent)
+    for d in candidates:
+        path = d / ".hydra" / "config.yaml"
+        if path.is_file():
+            cfg = yaml.safe_load(path.read_text())
+            return cfg if isinstance(cfg, dict) else None
+    return None
+
+
+def load_run(summary_path: Path) -> RunResult:
+    """Read one ``summary.json`` with its job config (or, without one, the protocol recorded in best_plan.json)."""
+    run_dir = summary_path.parent
+    summary = json.loads(summary_path.read_text())
+    cfg = job_config(run_dir) or {}
+    plan_path = run_dir / "best_plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
+    protocol = cfg.get("protocol") or plan.get("settings", {}).get("protocol") or {}
+    if "target" not in protocol:
+        raise ValueError(f"{run_dir}: no protocol target in .hydra/config.yaml nor in best_plan.json")
+    if run_dir.parent.name == "compare":
+        method = run_dir.name
+    else:
+        method = summary.get("variant") or cfg.get("method") or plan.get("settings", {}).get("method", "?")
+    macs_ratio = summary.get("macs_ratio")
+    if macs_ratio is None:
+        if not plan.get("macs_before"):
+            raise ValueError(f"{run_dir}: summary.json has no macs_ratio and there is no best_plan.json to compute it")
+        macs_ratio = summary["macs"] / plan["macs_before"]
+    seed = cfg.get("seed")
+    return RunResult(path=run_dir, method=str(method), resource=protocol.get("resource"),
+                     target=float(protocol["target"]), seed=None if seed is None else int(seed),
+                     test_acc=float(summary["test_acc"]), reward_val_acc=float(summary["reward_val_acc"]),
+                     macs_ratio=float(macs_ratio))
+
+
+def collect_runs(root: str | Path) -> list[RunResult]:
+    """Every finished search below ``root`` (``root`` itself included), in path order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory")
+    paths = sorted(p for p in root.rglob("summary.json") if ".hydra" not in p.parts)
+    if not paths:
+        raise FileNotFoundError(f"no summary.json below {root}: not a finished search or multirun directory")
+    return [load_run(p) for p in paths]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One row per (budget, method): n and (mean, std) of every metric over seeds; budgets ascending."""
+    groups: dict[tuple[tuple[str, float], str], list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault((r.budget, r.method), []).append(r)
+    rows = []
+    for (budget, method), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
+        row: dict[str, Any] = {"resource": budget[0], "target": budget[1], "method": method, "n": len(members),
+                               "seeds": sorted({m.seed for m in members if m.seed is not None})}
+        for key, *_ in METRICS:
+            row[key] = _mean_std([getattr(m, key) for m in members])
+        rows.append(row)
+    return rows
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    order = ("amc", "random", "uniform", "deep", "shallow")
+    return (order.index(method) if method in order else len(order), method)
+
+
+def format_report(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table: budget, method, n, then mean ± std of test acc, reward-val acc and MACs ratio."""
+    lines = ["| budget | method | n | " + " | ".join(label for _, label, *_ in METRICS) + " |",
+             "|---|---|---:|" + "---:|" * len(METRICS)]
+    for r in rows:
+        cells = []
+        for key, _, scale, unit in METRICS:
+            mean, std = r[key]
+            digits = 2 if scale == 100.0 else 3
+            cells.append(f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}{unit}")
+        lines.append(f"| {r['resource']} {r['target']:g} | {r['method']} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_report(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Budget (target ratio) vs test accuracy, one line per method (per resource), error bars = std over seeds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    resources = sorted({r["resource"] for r in rows})
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        label = r["method"] if len(resources) == 1 else f"{r['method']} ({r['resource']})"
+        lines.setdefault(label, []).append(r)
+    for label, members in lines.items():
+        members = sorted(members, key=lambda r: r["target"])
+        ax.errorbar([r["target"] for r in members], [100 * r["test_acc"][0] for r in members],
+                    yerr=[100 * r["test_acc"][1] for r in members], marker="o", capsize=3, label=label)
+    ax.set(xlabel=f"budget ({', '.join(resources)} target ratio)", ylabel="test accuracy (%)",
+           title="test accuracy vs budget (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
+def write_report(root: str | Path, out: str | Path | None = None) -> tuple[str, Path, Path]:
+    """Collect, aggregate and write ``report.md`` and ``report.png`` into ``out`` (default ``root``)."""
+    rows = aggregate(collect_runs(root))
+    out = Path(out) if out is not None else Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    table = format_report(rows)
+    md = out / "report.md"
+    md.write_text(f"# Search report: {Path(root)}\n\nmean ± std over seeds; n = number of runs\n\n{table}\n")
+    png = plot_report(rows, out / "report.png")
+    return table, md, png
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="amc-report", description=__doc__.splitlines()[0])
+    parser.add_argument("multirun_dir", type=Path, help="a multirun (or run) directory holding summary.json files")
+    parser.add_argument("--out", type=Path, default=None, help="where report.md and report.png go (default: multirun_dir)")
+    args = parser.parse_args(argv)
+    try:
+        table, md, png = write_report(args.multirun_dir, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"amc-report: error: {e}", file=sys.stderr)
+        return 2
+    print(table)
+    print(f"\nwrote {md} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,8 @@ class Setup:
     device: torch.device
 
 
-def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
-    """Data, base model, groups, calibration statistics, budget wall and environment."""
+def check_config(cfg: DictConfig) -> None:
+    """Reject bad settings before any directory, data or model is touched."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; expected one of {METHODS}")
     for m in cfg.compare_with:
@@ -62,9 +63,18 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
             raise ValueError(f"unknown method {m!r} in compare_with; expected some of {METHODS}")
     if cfg.episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
+    if not 0.0 < float(cfg.protocol.target) <= 1.0:
+        raise ValueError(f"protocol.target must be in (0, 1], got {cfg.protocol.target}")
+    if cfg.method == "amc":
+        from amc.agents import ALGOS
+
+        if str(cfg.agent.algo).lower() not in ALGOS:
+            raise ValueError(f"unknown agent.algo {cfg.agent.algo!r}; expected one of {sorted(ALGOS)}")
+
+
+def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
+    """Data, base model, groups, calibration statistics, budget wall and environment."""
     p, e = cfg.protocol, cfg.env
-    if not 0.0 < float(p.target) <= 1.0:
-        raise ValueError(f"protocol.target must be in (0, 1], got {p.target}")
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
     base, spec = load_checkpoint(cfg.checkpoint, map_location=device)
@@ -170,6 +180,7 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
     shape = (cfg.final_eval.latency_batch_size, *setup.net.input_shape[1:])
     row = {
         "variant": cfg.method, "macs": result.macs, "params": result.params,
+        "macs_ratio": result.macs / setup.net.original_macs, "params_ratio": result.params / setup.net.original_params,
         "latency_ms": 1e3 * measure_latency(result.model, shape, repeats=cfg.final_eval.latency_repeats, device=setup.device),
         "reward_val_acc": evaluate_accuracy(result.model, setup.data, split="reward_val", device=setup.device),
         "test_acc": evaluate_accuracy(result.model, setup.data, split="test", device=setup.device),
@@ -183,6 +194,8 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
                      settings={"method": cfg.method, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
                                "selection": cfg.env.selection, "reconstruction": cfg.env.reconstruction,
                                "bn_recalibration_batches": cfg.env.bn_recalibration_batches})
+    if (run_dir / "best").exists():  # from an earlier final evaluation of this run (resumed); redone now
+        shutil.rmtree(run_dir / "best")
     save_pruned(result.model, plan, run_dir / "best")
     plan.save(run_dir / "best_plan.json")
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
@@ -191,8 +204,9 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
 
 def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "summary.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a finished search (summary.json); choose a new run dir")
+    if (run_dir / "summary.json").exists() and not cfg.resume:
+        raise FileExistsError(f"{run_dir} already holds a finished search (summary.json); choose a new run dir "
+                              f"or continue it with resume={run_dir} episodes=<more>")
     episode_log = EpisodeLog(run_dir, method=cfg.method, total=cfg.episodes if cfg.method in ("amc", "random") else 1,
                              progress=cfg.progress, tensorboard=cfg.method != "amc",
                              group_names=[g.root for g in setup.net.groups])
@@ -215,6 +229,7 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Any]:
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Run ``cfg.method`` (and the ``compare_with`` baselines into sub-dirs); returns the main method's summary."""
+    check_config(cfg)
     output_dir = Path(cfg.resume) if cfg.resume else Path(output_dir)
     if cfg.resume and not output_dir.is_dir():
         raise FileNotFoundError(f"resume={cfg.resume} is not a run directory")

@@ -8,7 +8,7 @@ import sys
 CORE = ["amc", "amc.models", "amc.data", "amc.measure.macs", "amc.measure.accuracy", "amc.measure.latency",
         "amc.pruning.groups", "amc.pruning.selection", "amc.pruning.surgery", "amc.pruning.reconstruction",
         "amc.pruning.bn", "amc.pruning.engine", "amc.pruning.uniform", "amc.plan", "amc.checkpoint",
-        "amc.training", "amc.report", "amc.rewards", "amc.pruning.budget", "amc.measure.latency_table"]
+        "amc.training", "amc.report", "amc.plot_curve", "amc.rewards", "amc.pruning.budget", "amc.measure.latency_table"]
 FORBIDDEN = ["hydra", "omegaconf", "gymnasium", "stable_baselines3"]
 
 

@@ -1,0 +1,106 @@
+"""Reward curve of one search: ``python -m amc.plot_curve <run_dir> [--out PNG]``.
+
+Episode rewards (scatter), the running best, a moving average over 20 episodes and, for the RL agent, a vertical
+line where the warm-up (random actions) ends, read from the job's ``.hydra/config.yaml`` (``agent.warmup_episodes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from amc.report import job_config
+
+WINDOW = 20
+
+
+def read_episodes(run_dir: str | Path) -> list[dict]:
+    """The rows of ``run_dir/episodes.jsonl``."""
+    path = Path(run_dir) / "episodes.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: not a search run directory")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} holds no episode")
+    return rows
+
+
+def warmup_end(run_dir: str | Path) -> int | None:
+    """The RL agent's warm-up episodes from the job config; None for other methods or without a config."""
+    run_dir = Path(run_dir)
+    cfg = job_config(run_dir)
+    if cfg is None or run_dir.parent.name == "compare" or cfg.get("method", "amc") != "amc":
+        return None
+    warmup = (cfg.get("agent") or {}).get("warmup_episodes")
+    return None if warmup is None else int(warmup)
+
+
+def _title(run_dir: Path) -> str:
+    """'reward curve: <method>, <resource> <target>, seed <seed>' when the job config is known."""
+    cfg = job_config(run_dir)
+    if cfg is None:
+        return f"reward curve: {run_dir}"
+    method = run_dir.name if run_dir.parent.name == "compare" else cfg.get("method", "?")
+    p = cfg.get("protocol") or {}
+    return f"reward curve: {method}, {p.get('resource') or 'accuracy-guaranteed'} {p.get('target')}, seed {cfg.get('seed')}"
+
+
+def moving_average(values: Sequence[float], window: int = WINDOW) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (fewer at the start)."""
+    v = np.asarray(values, dtype=float)
+    csum = np.concatenate([[0.0], np.cumsum(v)])
+    idx = np.arange(1, len(v) + 1)
+    start = np.maximum(0, idx - window)
+    return (csum[idx] - csum[start]) / (idx - start)
+
+
+def plot_reward_curve(run_dir: str | Path, out: str | Path | None = None, window: int = WINDOW) -> Path:
+    """Write the reward curve of ``run_dir`` to ``out`` (default ``run_dir/reward_curve.png``); returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    run_dir = Path(run_dir)
+    rows = read_episodes(run_dir)
+    episodes = np.array([r["episode"] for r in rows])
+    rewards = np.array([r["reward"] for r in rows], dtype=float)
+    fig = Figure(figsize=(7.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(episodes, rewards, s=8, alpha=0.4, color="tab:blue", label="episode reward")
+    ax.plot(episodes, np.maximum.accumulate(rewards), color="tab:red", label="running best")
+    ax.plot(episodes, moving_average(rewards, window), color="tab:green", label=f"moving average ({window})")
+    warmup = warmup_end(run_dir)
+    if warmup is not None and 0 < warmup <= int(episodes.max()):
+        ax.axvline(warmup + 0.5, color="gray", linestyle="--", label=f"end of warm-up ({warmup})")
+    ax.set(xlabel="episode", ylabel="reward", title=_title(run_dir))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    out = Path(out) if out is not None else run_dir / "reward_curve.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="amc-plot-curve", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a search run directory (holding episodes.jsonl)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG path (default: <run_dir>/reward_curve.png)")
+    parser.add_argument("--window", type=int, default=WINDOW, help="moving-average window in episodes")
+    args = parser.parse_args(argv)
+    try:
+        path = plot_reward_curve(args.run_dir, args.out, args.window)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"amc-plot-curve: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
