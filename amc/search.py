@@ -52,6 +52,7 @@ class Setup:
     latency_table: LatencyTable | None
     base_info: dict[str, Any]
     device: torch.device
+    reward_val_seconds: float = float("nan")  # one accuracy pass of the original model over all reward-val images
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -223,6 +224,8 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Any]:
     row = final_evaluation(cfg, setup, run_dir, episode_log)
     row["search_seconds"] = time.perf_counter() - start
     row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episodes_this_run)
+    row["reward_val_pass_seconds"] = setup.reward_val_seconds
+    row["episode_to_reward_val_pass"] = row["seconds_per_episode"] / setup.reward_val_seconds
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
     return row
 
@@ -236,10 +239,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     setup = build_setup(cfg, output_dir)
+    start = time.perf_counter()
+    reward_val_acc = evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device)
+    setup.reward_val_seconds = time.perf_counter() - start
+    shape = (cfg.final_eval.latency_batch_size, *setup.net.input_shape[1:])
     original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params,
-                "latency_ms": 1e3 * measure_latency(setup.net.model, (cfg.final_eval.latency_batch_size, *setup.net.input_shape[1:]),
-                                                    repeats=cfg.final_eval.latency_repeats, device=setup.device),
-                "reward_val_acc": evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device),
+                "latency_ms": 1e3 * measure_latency(setup.net.model, shape, repeats=cfg.final_eval.latency_repeats,
+                                                    device=setup.device),
+                "reward_val_acc": reward_val_acc,
                 "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device)}
     rows = [original, run_method(cfg, setup, output_dir)]
     for method in cfg.compare_with:
