@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from amc.checkpoint import load_checkpoint
 from amc.data.base import DataSplits
 
 
@@ -37,3 +38,12 @@ def model_spec_from_cfg(model_cfg: DictConfig, data: DataSplits) -> dict[str, An
     if target is None:
         raise ValueError("model config needs a _target_ (a zoo name such as resnet20 or an import path)")
     return {"target": target, "in_channels": data.in_channels, "num_classes": data.num_classes, "kwargs": cfg}
+
+
+def load_checkpoint_for(path: str, data: DataSplits, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a checkpoint and check that it fits the data (input channels, classes)."""
+    model, spec = load_checkpoint(path, map_location=device)
+    if (spec["in_channels"], spec["num_classes"]) != (data.in_channels, data.num_classes):
+        raise ValueError(f"checkpoint {path} expects {spec['in_channels']} input channels and {spec['num_classes']} "
+                         f"classes; data {data.name} has {data.in_channels} and {data.num_classes}")
+    return model, spec

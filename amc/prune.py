@@ -14,8 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from amc.checkpoint import load_checkpoint
-from amc.cli import build_data, resolve_device
+from amc.cli import build_data, load_checkpoint_for, resolve_device
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import measure_latency
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
@@ -33,10 +32,7 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     output_dir = Path(output_dir)
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint(cfg.checkpoint, map_location=device)
-    if spec["in_channels"] != data.in_channels or spec["num_classes"] != data.num_classes:
-        raise ValueError(f"checkpoint {cfg.checkpoint} expects {spec['in_channels']} input channels and "
-                         f"{spec['num_classes']} classes; data {data.name} has {data.in_channels} and {data.num_classes}")
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device)
     input_shape = (1, data.in_channels, *data.image_size)
     net = PrunableNetwork(base, input_shape, exclude=list(cfg.exclude), round_to=cfg.round_to)
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}

@@ -20,8 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from amc.checkpoint import load_checkpoint
-from amc.cli import build_data, resolve_device
+from amc.cli import build_data, load_checkpoint_for, resolve_device
 from amc.data.base import DataSplits
 from amc.envs import ChannelPruningEnv
 from amc.heuristics import HEURISTICS, solve_heuristic
@@ -78,10 +77,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     p, e = cfg.protocol, cfg.env
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint(cfg.checkpoint, map_location=device)
-    if (spec["in_channels"], spec["num_classes"]) != (data.in_channels, data.num_classes):
-        raise ValueError(f"checkpoint {cfg.checkpoint} expects {spec['in_channels']} channels / {spec['num_classes']} "
-                         f"classes, data {data.name} has {data.in_channels} / {data.num_classes}")
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device)
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to)
     table = None
     if p.resource == "latency":
