@@ -29,8 +29,8 @@ data:
 run: setup
 	$(BIN)/python -m amc.search experiment=resnet20_macs50 $(MAIN_ARGS)
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup   # AMC_REQUIRE_LAUNCHERS: the joblib and Ray multirun tests must run, not skip
+	AMC_REQUIRE_LAUNCHERS=1 $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python experiments/benchmark_prune.py

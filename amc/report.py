@@ -20,17 +20,27 @@ from typing import Any
 import yaml
 
 METRICS = (("test_acc", "test acc", 100.0, "%"), ("reward_val_acc", "reward-val acc", 100.0, "%"),
-           ("macs_ratio", "MACs ratio", 1.0, ""))
+           ("test_acc_bn", "test acc, BN recal", 100.0, "%"), ("macs_ratio", "MACs ratio", 1.0, ""))
 
 
 def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None) -> str:
-    """A markdown table: variant, MACs (and ratio), params, latency, reward-val and test accuracy."""
-    lines = ["| variant | MACs (M) | MACs ratio | params (K) | latency (ms) | reward-val acc | test acc |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    """A markdown table: variant, MACs (and ratio), params, latency, reward-val and test accuracy.
+
+    Rows with ``reward_val_acc_bn`` / ``test_acc_bn`` (the same model after BN recalibration) add two columns.
+    """
+    bn = any("test_acc_bn" in r for r in rows)
+    head = "| variant | MACs (M) | MACs ratio | params (K) | latency (ms) | reward-val acc | test acc |"
+    lines = [head + (" reward-val acc, BN recal | test acc, BN recal |" if bn else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if bn else "")]
+
+    def pct(r: dict[str, Any], key: str) -> str:
+        return f"{100 * r[key]:.2f}%" if key in r else "-"
+
     for r in rows:
         ratio = r["macs"] / baseline["macs"] if baseline else 1.0
-        lines.append(f"| {r['variant']} | {r['macs'] / 1e6:.2f} | {ratio:.3f} | {r['params'] / 1e3:.1f} | "
-                     f"{r['latency_ms']:.2f} | {100 * r['reward_val_acc']:.2f}% | {100 * r['test_acc']:.2f}% |")
+        line = (f"| {r['variant']} | {r['macs'] / 1e6:.2f} | {ratio:.3f} | {r['params'] / 1e3:.1f} | "
+                f"{r['latency_ms']:.2f} | {pct(r, 'reward_val_acc')} | {pct(r, 'test_acc')} |")
+        lines.append(line + (f" {pct(r, 'reward_val_acc_bn')} | {pct(r, 'test_acc_bn')} |" if bn else ""))
     return "\n".join(lines)
 
 
@@ -46,6 +56,7 @@ class RunResult:
     test_acc: float
     reward_val_acc: float
     macs_ratio: float
+    test_acc_bn: float | None = None  # the same model after BN recalibration (final_eval.bn_recalibration_batches)
 
     @property
     def budget(self) -> tuple[str, float]:
@@ -89,7 +100,8 @@ def load_run(summary_path: Path) -> RunResult:
     return RunResult(path=run_dir, method=str(method), resource=protocol.get("resource"),
                      target=float(protocol["target"]), seed=None if seed is None else int(seed),
                      test_acc=float(summary["test_acc"]), reward_val_acc=float(summary["reward_val_acc"]),
-                     macs_ratio=float(macs_ratio))
+                     macs_ratio=float(macs_ratio),
+                     test_acc_bn=None if summary.get("test_acc_bn") is None else float(summary["test_acc_bn"]))
 
 
 def collect_runs(root: str | Path) -> list[RunResult]:
@@ -118,7 +130,8 @@ def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"resource": budget[0], "target": budget[1], "method": method, "n": len(members),
                                "seeds": sorted({m.seed for m in members if m.seed is not None})}
         for key, *_ in METRICS:
-            row[key] = _mean_std([getattr(m, key) for m in members])
+            values = [getattr(m, key) for m in members]
+            row[key] = None if None in values else _mean_std(values)
         rows.append(row)
     return rows
 
@@ -135,6 +148,9 @@ def format_report(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         cells = []
         for key, _, scale, unit in METRICS:
+            if r[key] is None:
+                cells.append("-")
+                continue
             mean, std = r[key]
             digits = 2 if scale == 100.0 else 3
             cells.append(f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}{unit}")

@@ -6,6 +6,7 @@ heuristic) -> re-evaluate the best policy on all reward-val and test images -> s
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -28,6 +29,7 @@ from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import measure_latency
 from amc.measure.latency_table import LatencyTable
 from amc.plan import make_plan, model_checksum, save_pruned
+from amc.pruning.bn import recalibrate_bn
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
@@ -186,6 +188,13 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
     }
     if setup.latency_table is not None:
         row["predicted_latency_ms"] = 1e3 * setup.latency_table.predict(result.channels)
+    bn_batches = int(cfg.final_eval.get("bn_recalibration_batches", 0))
+    if bn_batches > 0 and cfg.env.bn_recalibration_batches == 0:
+        # like-for-like figures for every method: the same policy with BN statistics re-estimated after pruning
+        bn_model = recalibrate_bn(copy.deepcopy(result.model), setup.data, num_batches=bn_batches, seed=cfg.seed,
+                                  device=setup.device)
+        row["reward_val_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="reward_val", device=setup.device)
+        row["test_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="test", device=setup.device)
     plan = make_plan(setup.net, result.kept, base_model=setup.base_info, exclude=list(cfg.env.exclude),
                      accuracy={"reward_val_acc": row["reward_val_acc"], "test_acc": row["test_acc"]},
                      settings={"method": cfg.method, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),

@@ -7,6 +7,7 @@ the same files and compare line by line.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 SCALARS = {"reward": "amc/episode_reward", "accuracy": "amc/accuracy", "macs_ratio": "amc/macs_ratio",
            "params_ratio": "amc/params_ratio"}
@@ -127,7 +130,20 @@ class EpisodeLog:
                 self.writer.add_image("amc/best_keep_ratios", self.best_image(), self.episode, dataformats="HWC")
         self.bar.update(1)
         self.bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
+        if self.bar.disable:
+            self._log_progress(row)
         return row, new_best
+
+    def _log_progress(self, row: dict[str, Any]) -> None:
+        """Without the progress bar (progress=false), a log line every 5% of the run, with ETA and best so far."""
+        every = max(1, self.total // 20)
+        if self.episode % every and self.episode != self.total:
+            return
+        elapsed = row["elapsed"]
+        eta = elapsed / self.episodes_this_run * max(0, self.total - self.episode)
+        log.info("%s search: episode %d/%d, reward %.4f, best %.4f (episode %d), %.0fs elapsed, ETA %.0fs",
+                 self.method, self.episode, self.total, row["reward"], self.best_reward, self.best["episode"],
+                 elapsed, eta)
 
     def best_image(self) -> np.ndarray:
         assert self.best is not None
