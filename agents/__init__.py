@@ -1,11 +1,20 @@
 """stable-baselines3 wiring for AMC (``amc.agents``): agent factory, exploration noise, replay buffer, callbacks."""
 
-from amc.agents.callbacks import AMCCallback
+from amc.agents.actor_io import ActorMLP, load_actor, save_actor
+from amc.agents.callbacks import (
+    AMCCallback,
+    BestPolicyCallback,
+    EpisodeAxisLogger,
+    EpisodeLogCallback,
+    ResumeCheckpointCallback,
+    SaveAgentCallback,
+    TensorBoardCallback,
+)
 from amc.agents.factory import ALGOS, make_agent
 from amc.agents.noise import TruncatedNormalNoise
 from amc.agents.policies import AMCSACPolicy, AMCTD3Policy, ScaledLRAdam
 from amc.agents.replay import EpisodeRewardReplayBuffer
-from amc.agents.state import load_resume_state, save_resume_state
+from amc.agents.state import load_policy_weights, load_resume_state, save_resume_state
 from amc.search_log import keep_ratio_image
 
 __all__ = [
@@ -13,11 +22,21 @@ __all__ = [
     "AMCCallback",
     "AMCSACPolicy",
     "AMCTD3Policy",
+    "ActorMLP",
+    "BestPolicyCallback",
+    "EpisodeAxisLogger",
+    "EpisodeLogCallback",
     "EpisodeRewardReplayBuffer",
+    "ResumeCheckpointCallback",
+    "SaveAgentCallback",
     "ScaledLRAdam",
+    "TensorBoardCallback",
     "TruncatedNormalNoise",
     "keep_ratio_image",
+    "load_actor",
+    "load_policy_weights",
     "load_resume_state",
     "make_agent",
+    "save_actor",
     "save_resume_state",
 ]

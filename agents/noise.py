@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from stable_baselines3.common.noise import ActionNoise
 
+from amc import compat
+
 if TYPE_CHECKING:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -41,7 +43,7 @@ class TruncatedNormalNoise(ActionNoise):
     def bind(self, model: OffPolicyAlgorithm) -> TruncatedNormalNoise:
         """Attach the model whose actor gives the mean; returns self. Call again after changing its counters."""
         self._model = model
-        self._seen_episode_num = model._episode_num
+        self._seen_episode_num = compat.episode_count(model)
         return self
 
     @property
@@ -74,10 +76,10 @@ class TruncatedNormalNoise(ActionNoise):
         model = self._model
         if model is None:
             raise RuntimeError("TruncatedNormalNoise needs the model: call noise.bind(model) before training")
-        self._seen_episode_num = model._episode_num  # see reset()
+        self._seen_episode_num = compat.episode_count(model)  # see reset()
         if model.num_timesteps < model.learning_starts:  # SB3's warm-up: its action is uniform random, leave it be
             return np.zeros((model.n_envs, *model.action_space.shape), dtype=np.float32)
-        action, _ = model.policy.predict(model._last_obs, deterministic=True)  # type: ignore[arg-type]
+        action, _ = model.policy.predict(compat.last_obs(model), deterministic=True)
         mu = np.clip(model.policy.scale_action(action), LOW, HIGH)
         return (self.sample(mu) - mu).astype(np.float32)
 
@@ -89,9 +91,10 @@ class TruncatedNormalNoise(ActionNoise):
         last step (or episode end) at a ``learn()`` start.
         """
         if self._model is not None:
-            if self._model._episode_num == self._seen_episode_num:
+            episodes = compat.episode_count(self._model)
+            if episodes == self._seen_episode_num:
                 return  # learn() start, not an episode end
-            self._seen_episode_num = self._model._episode_num
+            self._seen_episode_num = episodes
         self.episode += 1
 
     def get_state(self) -> dict[str, Any]:

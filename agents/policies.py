@@ -2,7 +2,8 @@
 
 SB3 has one learning-rate schedule and, at every ``train()`` call, writes its value into every optimizer's param
 groups (``_update_learning_rate``). So the model's ``learning_rate`` is the critic's, and the actor's optimizer
-multiplies it by ``actor_lr_scale = actor_lr / critic_lr`` inside ``step()``.
+multiplies it by ``actor_lr_scale = actor_lr / critic_lr`` inside ``step()``. The overridden hooks ``_build`` and
+``_get_constructor_parameters`` are SB3 internals: ``amc.compat.SB3_POLICY_HOOKS``, checked by tests/test_compat.py.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import torch as th
 from safetensors.torch import load_model, save_model
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from amc import compat
 from amc.agents.noise import TruncatedNormalNoise
 from amc.agents.replay import EpisodeRewardReplayBuffer
 
@@ -75,8 +76,8 @@ def save_resume_state(model: OffPolicyAlgorithm, run_dir: str | Path, *, episode
         "algo": type(model).__name__,
         "episode": int(episode),
         "num_timesteps": int(model.num_timesteps),
-        "n_updates": int(model._n_updates),
-        "episode_num": int(model._episode_num),
+        "n_updates": compat.update_count(model),
+        "episode_num": compat.episode_count(model),
         "best": best,
         "replay_baseline": buffer.baseline,
         "numpy_rng": {**np_state, "state": {"key": np_state["state"]["key"].tolist(), "pos": np_state["state"]["pos"]}},
@@ -125,12 +126,29 @@ def load_resume_state(model: OffPolicyAlgorithm, run_dir: str | Path) -> dict[st
         model.action_noise.set_state(json.loads((folder / "noise.json").read_text()))
 
     model.num_timesteps = int(state["num_timesteps"])
-    model._n_updates = int(state["n_updates"])
-    model._episode_num = int(state["episode_num"])
-    model._last_obs = None  # type: ignore[assignment]  # learn() resets the env: a fresh episode
+    compat.set_update_count(model, state["n_updates"])
+    compat.set_episode_count(model, state["episode_num"])
+    compat.set_last_obs(model, None)  # learn() resets the env: a fresh episode
     if isinstance(model.action_noise, TruncatedNormalNoise):
         model.action_noise.bind(model)  # re-sync with the restored episode counter
     rng = state["numpy_rng"]
     np.random.set_state({**rng, "state": {"key": np.asarray(rng["state"]["key"], dtype=np.uint32),
                                           "pos": rng["state"]["pos"]}})
     return state
+
+
+def load_policy_weights(model: OffPolicyAlgorithm, run_dir: str | Path) -> None:
+    """Load only the actor and critic weights (and their targets) of ``run_dir``'s resume checkpoint into ``model``.
+
+    For continuing a trained agent on another network (``amc.apply refine_episodes=``): the replay buffer, counters
+    and optimizer states of the old run do not carry over. The networks must have the same shapes.
+    """
+    run_dir = Path(run_dir)
+    _recover(run_dir)
+    path = run_dir / RESUME_DIR / "policy.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the agent's weights are saved there by a search's checkpoints")
+    try:
+        load_model(model.policy, str(path), strict=True, device=str(model.device))
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit this agent (algo {type(model).__name__}, net_arch): {e}") from None

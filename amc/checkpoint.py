@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from amc.models import build_model
+from amc.models import TargetNotAllowedError, build_model, check_target
 
 
 class CheckpointError(ValueError):
@@ -48,14 +49,50 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         ) from e
     return state, spec, extra
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes and load its weights; returns (model, model_spec)."""
-    state, spec, _ = read_checkpoint(path)
+def check_finite(state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Reject weights holding NaN or Inf, naming the first bad tensor (a diverged or tampered file)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = ~torch.isfinite(tensor)
+            if bad.any():
+                raise CheckpointError(f"{source}: tensor {name!r} holds {int(bad.sum())} NaN/Inf value(s) of "
+                                      f"{tensor.numel()}; refusing to load non-finite weights")
+
+
+def _check_spec(spec: Any, path: Path, allow: Sequence[str]) -> None:
+    """The recipe is well-formed and its target may run: a zoo name or under ``allow``. Imports nothing."""
+    if not isinstance(spec, dict) or "target" not in spec:
+        raise CheckpointError(f"checkpoint {path} has an unusable model spec {spec!r}: it needs a 'target'")
     try:
-        model = build_model(
-            spec["target"], in_channels=spec["in_channels"], num_classes=spec["num_classes"], **spec.get("kwargs", {})
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        check_target(spec["target"], allow)
+    except TargetNotAllowedError as e:
+        raise CheckpointError(f"checkpoint {path} refused: {e}") from e
+    for key in ("in_channels", "num_classes"):
+        value = spec.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckpointError(f"checkpoint {path} has an unusable model spec: {key}={value!r}, expected a positive int")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict) or {"allow", "target", "in_channels", "num_classes"} & set(kwargs):
+        raise CheckpointError(f"checkpoint {path} has unusable model kwargs {kwargs!r}: expected a JSON object of "
+                              "builder arguments other than target, in_channels, num_classes and allow")
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, allow: Sequence[str] = ()
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights; returns (model, model_spec).
+
+    The file's ``target`` must be a zoo name or under one of the ``allow`` import prefixes (checked before any
+    import: a downloaded file never chooses code to run); its weights must be finite.
+    """
+    path = Path(path)
+    state, spec, _ = read_checkpoint(path)
+    _check_spec(spec, path, allow)
+    check_finite(state, f"checkpoint {path}")
+    try:
+        model = build_model(spec["target"], in_channels=spec["in_channels"], num_classes=spec["num_classes"],
+                            allow=allow, **spec.get("kwargs", {}))
+    except (TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path} has an unusable model spec {spec}: {type(e).__name__}: {e}") from e
     try:
         model.load_state_dict(state)

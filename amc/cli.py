@@ -1,12 +1,19 @@
-"""Helpers shared by the hydra entry points: device, data and model-spec resolution."""
+"""Helpers shared by the hydra entry points: device, data and model-spec resolution, clear errors, preflight checks."""
 
 from __future__ import annotations
 
+import copy
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from amc.checkpoint import load_checkpoint
 from amc.data.base import DataSplits
@@ -40,10 +47,79 @@ def model_spec_from_cfg(model_cfg: DictConfig, data: DataSplits) -> dict[str, An
     return {"target": target, "in_channels": data.in_channels, "num_classes": data.num_classes, "kwargs": cfg}
 
 
-def load_checkpoint_for(path: str, data: DataSplits, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a checkpoint and check that it fits the data (input channels, classes)."""
-    model, spec = load_checkpoint(path, map_location=device)
+def load_checkpoint_for(
+    path: str, data: DataSplits, device: torch.device, *, allow: Sequence[str] = ()
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a checkpoint (its model a zoo name or under ``allow``: cfg.model_allow) and check that it fits the data."""
+    model, spec = load_checkpoint(path, map_location=device, allow=allow)
     if (spec["in_channels"], spec["num_classes"]) != (data.in_channels, data.num_classes):
         raise ValueError(f"checkpoint {path} expects {spec['in_channels']} input channels and {spec['num_classes']} "
                          f"classes; data {data.name} has {data.in_channels} and {data.num_classes}")
     return model, spec
+
+
+# Expected errors of a user's input (bad settings, missing or foreign files, a finished run dir): printed as one
+# clear line, not a traceback. CheckpointError and PlanError are ValueErrors.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def full_errors() -> bool:
+    """HYDRA_FULL_ERROR=1 shows the full traceback of expected errors too (the debug switch)."""
+    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")
+
+
+@contextmanager
+def user_errors(prog: str) -> Iterator[None]:
+    """Turn an expected error into ``<prog>: error: <message>`` on stderr and exit code 2."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        if full_errors():
+            raise
+        print(f"{prog}: error: {e}\n(set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config without the ``hydra`` node (what the task function receives)."""
+    cfg = copy.deepcopy(config)
+    with read_write(cfg), open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def command_line(prog: str, overrides: list[str]) -> str:
+    """``python -m <prog> <overrides>`` with shell-unsafe overrides quoted."""
+    quoted = [o if all(c.isalnum() or c in "=._-/:,+@" for c in o) else f"'{o}'" for o in overrides]
+    return " ".join(["python -m", prog, *quoted])
+
+
+class PreflightCallback(Callback):
+    """A hydra callback that checks a command before hydra creates or writes anything in its run dir.
+
+    Hydra saves ``.hydra/config.yaml`` and opens the job log *before* the task function runs, so a command that the
+    task function refuses (say, a finished run dir) would already have rewritten that run's recorded config. Entry
+    points subclass this, set ``prog`` and implement :meth:`check`: it raises an expected error to refuse the
+    command, or returns the run dir to use (a resumed search runs in its own dir). The same check runs again inside
+    ``run()``, so tests and library callers get it too.
+    """
+
+    prog = "amc"
+
+    def check(self, cfg: DictConfig, run_dir: Path) -> Path:
+        return run_dir
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        planned = Path(str(config.hydra.run.dir))
+        with user_errors(self.prog):
+            run_dir = self.check(task_config(config), planned)
+        if run_dir != planned:
+            with read_write(config), open_dict(config):
+                config.hydra.run.dir = str(run_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        with user_errors(self.prog):
+            if (sweep_dir / "multirun.yaml").exists():
+                raise FileExistsError(f"{sweep_dir} holds an earlier multirun (multirun.yaml); its runs are kept as "
+                                      f"they are: choose a new hydra.sweep.dir")

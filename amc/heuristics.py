@@ -1,19 +1,41 @@
-"""Hand-made pruning policies for comparison: uniform, 'deep' and 'shallow' (He et al. 2018, Table 1).
+"""Hand-made pruning policies: uniform, 'deep' and 'shallow' (He et al. 2018, Table 1), and the one solver for them.
 
-Each policy is a one-parameter family of per-group keep ratios; the parameter is solved by bisection so that
-the policy just meets a budget (the largest keep ratios whose cost is within the limit).
+Each policy is a one-parameter family of per-group keep ratios in [lbound, rbound], rounded to channel counts by
+``round_channels`` (the rounding the env and ``PrunableNetwork.channel_counts`` use). ``solve_heuristic`` bisects the
+parameter so that the policy just meets a limit on a cost over channel counts (the weakest pruning of the family
+whose cost is within the limit) and returns the counts, which go to the engine (``PruningEngine.prune_counts``) or
+the env (``ChannelPruningEnv.play_counts``) as they are: no float action encoding, no second rounding.
+
+``amc.prune`` (uniform at ``target_macs_ratio``, lbound 0: down to one channel, or ``round_to``, per group) and
+``amc.search method=uniform`` (at the protocol's budget, lbound ``env.lbound``) both call this solver. For uniform,
+lbound only decides which budgets are reachable: the family is "every keep ratio in [lbound, rbound]", so its
+weakest member within the limit is the same for every lbound that can reach the limit. With the default settings
+(MACs budget, rbound 1, same round_to) both commands therefore produce the same channel counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from amc.pruning.groups import PrunableNetwork, round_channels
 
 HEURISTICS = ("uniform", "deep", "shallow")
 
 
-def heuristic_keep_ratios(kind: str, strength: float, num_groups: int, lbound: float) -> list[float]:
-    """Keep ratios at pruning ``strength`` >= 0: 0 keeps everything; uniform reaches lbound at 1, the others at
-    ``num_groups / 2``.
+@dataclass(frozen=True)
+class HeuristicPolicy:
+    """A solved policy: its family, the bisected strength, the family's keep ratios and the rounded counts."""
+
+    kind: str
+    strength: float
+    keep_ratios: list[float]
+    counts: list[int]
+
+
+def heuristic_keep_ratios(kind: str, strength: float, num_groups: int, lbound: float, rbound: float = 1.0) -> list[float]:
+    """Keep ratios at pruning ``strength`` >= 0, clipped to [lbound, rbound]: 0 keeps everything; uniform reaches
+    lbound at 1, the others at ``num_groups / 2``.
 
     uniform: the same ratio everywhere; deep: deeper groups pruned more (linear in depth); shallow: the reverse.
     """
@@ -23,25 +45,52 @@ def heuristic_keep_ratios(kind: str, strength: float, num_groups: int, lbound: f
     ratios = []
     for t in range(num_groups):
         depth = (t + 1) / num_groups if kind == "deep" else (num_groups - t) / num_groups
-        weight = 1.0 if kind == "uniform" else depth
-        ratios.append(max(lbound, 1.0 - strength * span * weight * (1 if kind == "uniform" else 2)))
+        drop = strength * span if kind == "uniform" else strength * span * depth * 2
+        ratios.append(min(rbound, max(lbound, 1.0 - drop)))
     return ratios
 
 
+def heuristic_counts(net: PrunableNetwork, keep_ratios: Sequence[float]) -> list[int]:
+    """Channel counts of a heuristic's keep ratios (a keep ratio of 0, i.e. lbound 0, gives the smallest count)."""
+    return [round_channels(k, g.channels, net.round_to) for k, g in zip(keep_ratios, net.groups)]
+
+
 def solve_heuristic(
-    kind: str, num_groups: int, lbound: float, cost: Callable[[list[float]], float], limit: float, iterations: int = 40
-) -> list[float]:
-    """The weakest pruning of family ``kind`` whose cost(keep_ratios) <= limit."""
-    if cost(heuristic_keep_ratios(kind, 0.0, num_groups, lbound)) <= limit:
-        return heuristic_keep_ratios(kind, 0.0, num_groups, lbound)
-    hi_strength = 1.0 if kind == "uniform" else float(num_groups)
-    if cost(heuristic_keep_ratios(kind, hi_strength, num_groups, lbound)) > limit:
-        raise ValueError(f"the {kind} policy cannot meet the budget even at lbound={lbound}")
-    lo, hi = 0.0, hi_strength
-    for _ in range(iterations):
+    net: PrunableNetwork,
+    kind: str,
+    *,
+    cost: Callable[[list[int]], float],
+    limit: float,
+    lbound: float = 0.0,
+    rbound: float = 1.0,
+    iterations: int = 60,
+) -> HeuristicPolicy:
+    """The weakest pruning of family ``kind`` whose ``cost(counts) <= limit``.
+
+    ``lbound`` in [0, rbound] (0: down to the smallest count per group), ``rbound`` in (0, 1]. Raises ValueError
+    when even the strongest member (every group at lbound) exceeds the limit.
+    """
+    if kind not in HEURISTICS:
+        raise ValueError(f"unknown heuristic {kind!r}; expected one of {HEURISTICS}")
+    if not 0.0 <= lbound <= rbound <= 1.0 or rbound <= 0.0:
+        raise ValueError(f"keep-ratio bounds must satisfy 0 <= lbound <= rbound <= 1, 0 < rbound; got lbound={lbound}, "
+                         f"rbound={rbound}")
+
+    def member(strength: float) -> HeuristicPolicy:
+        ratios = heuristic_keep_ratios(kind, strength, net.num_groups, lbound, rbound)
+        return HeuristicPolicy(kind, strength, ratios, heuristic_counts(net, ratios))
+
+    weakest = member(0.0)
+    if cost(weakest.counts) <= limit:
+        return weakest
+    lo, hi = 0.0, 1.0 if kind == "uniform" else net.num_groups / 2
+    if cost(member(hi).counts) > limit:
+        raise ValueError(f"the {kind} policy cannot meet the limit {limit:.6g} even with every group at "
+                         f"lbound={lbound} (cost {cost(member(hi).counts):.6g})")
+    for _ in range(iterations):  # invariant: member(lo) exceeds the limit, member(hi) meets it
         mid = (lo + hi) / 2
-        if cost(heuristic_keep_ratios(kind, mid, num_groups, lbound)) <= limit:
+        if cost(member(mid).counts) <= limit:
             hi = mid
         else:
             lo = mid
-    return heuristic_keep_ratios(kind, hi, num_groups, lbound)
+    return member(hi)

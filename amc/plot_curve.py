@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,17 +18,38 @@ import numpy as np
 
 from amc.report import job_config
 
+log = logging.getLogger(__name__)
+
 WINDOW = 20
 
 
 def read_episodes(run_dir: str | Path) -> list[dict]:
-    """The rows of ``run_dir/episodes.jsonl``."""
+    """The rows of ``run_dir/episodes.jsonl`` with a numeric ``episode`` and ``reward``.
+
+    Lines that cannot be parsed (e.g. cut by a kill mid-write, not UTF-8) are skipped with a warning naming the
+    file and line; a file with no usable row is an error.
+    """
     path = Path(run_dir) / "episodes.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a search run directory")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows, bad = [], []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+            if not isinstance(row, dict) or not all(isinstance(row.get(k), (int, float)) and not isinstance(
+                    row.get(k), bool) and math.isfinite(row[k]) for k in ("episode", "reward")):
+                raise ValueError("no numeric 'episode' and 'reward'")
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            bad.append((number, str(e)))
+            continue
+        rows.append(row)
+    if bad:
+        lines = ", ".join(str(n) for n, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        log.warning("skipped %d unreadable line(s) of %s (line %s: %s)", len(bad), path, lines, bad[0][1])
     if not rows:
-        raise ValueError(f"{path} holds no episode")
+        raise ValueError(f"{path} holds no readable episode")
     return rows
 
 
@@ -52,6 +75,8 @@ def _title(run_dir: Path) -> str:
 
 def moving_average(values: Sequence[float], window: int = WINDOW) -> np.ndarray:
     """Mean of the last ``window`` values at each point (fewer at the start)."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"moving-average window must be a positive number of episodes, got {window!r}")
     v = np.asarray(values, dtype=float)
     csum = np.concatenate([[0.0], np.cumsum(v)])
     idx = np.arange(1, len(v) + 1)
@@ -87,12 +112,25 @@ def plot_reward_curve(run_dir: str | Path, out: str | Path | None = None, window
     return out
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (episodes), got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 episode, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amc-plot-curve", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a search run directory (holding episodes.jsonl)")
     parser.add_argument("--out", type=Path, default=None, help="PNG path (default: <run_dir>/reward_curve.png)")
-    parser.add_argument("--window", type=int, default=WINDOW, help="moving-average window in episodes")
+    parser.add_argument("--window", type=positive_int, default=WINDOW,
+                        help=f"moving-average window in episodes, >= 1 (default {WINDOW})")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="amc-plot-curve: %(levelname)s: %(message)s")
     try:
         path = plot_reward_curve(args.run_dir, args.out, args.window)
     except (FileNotFoundError, ValueError) as e:

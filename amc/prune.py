@@ -12,27 +12,30 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from amc.cli import build_data, load_checkpoint_for, resolve_device
+from amc.checkpoint import CheckpointError
+from amc.cli import PreflightCallback, build_data, load_checkpoint_for, resolve_device, user_errors
 from amc.measure.accuracy import evaluate_accuracy
-from amc.measure.latency import measure_latency
+from amc.measure.latency import machine_conditions, measure_model_latencies
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
-from amc.pruning.uniform import uniform_keep_ratio
+from amc.pruning.selection import CRITERIA
+from amc.pruning.uniform import solve_uniform
 from amc.report import format_table
 
 log = logging.getLogger(__name__)
+VARIANT_DIRS = ("selection_only", "reconstruction", "reconstruction_bn_recal")  # output dir per variant, in order
 
 
 def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     """Prune uniformly (or by plan) with the three recovery variants; returns one result row per variant."""
-    output_dir = Path(output_dir)
+    output_dir = preflight(cfg, Path(output_dir))
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint_for(cfg.checkpoint, data, device)
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=list(cfg.model_allow))
     input_shape = (1, data.in_channels, *data.image_size)
     net = PrunableNetwork(base, input_shape, exclude=list(cfg.exclude), round_to=cfg.round_to)
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
@@ -41,8 +44,8 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
         check_plan(plan, net, base_info["checksum"])
         keep_ratios, method = plan.keep_ratios, f"plan {cfg.plan}"
     else:
-        keep = uniform_keep_ratio(net, cfg.target_macs_ratio)
-        keep_ratios, method = [keep] * net.num_groups, f"uniform keep_ratio {keep:.4f}"
+        uniform = solve_uniform(net, cfg.target_macs_ratio)  # the solver of `amc.search method=uniform` (lbound 0)
+        keep_ratios, method = uniform.keep_ratios, f"uniform keep_ratio {uniform.keep_ratios[0]:.4f}"
     log.info("%s: %d groups, %s", spec["target"], net.num_groups, method)
 
     c = cfg.calibration
@@ -59,35 +62,78 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     shape = (lat.batch_size, *input_shape[1:])
     rows = [{
         "variant": "original", "macs": net.original_macs, "params": net.original_params,
-        "latency_ms": 1e3 * measure_latency(base, shape, warmup=lat.warmup, repeats=lat.repeats, device=device),
         "reward_val_acc": evaluate_accuracy(base, data, split="reward_val", device=device),
         "test_acc": evaluate_accuracy(base, data, split="test", device=device),
     }]
-    for name, engine in variants.items():
-        result = engine.prune(keep_ratios) if not cfg.plan else engine.prune_kept(plan.kept_indices)
+    models = {"original": base}
+    for (name, engine), slug in zip(variants.items(), VARIANT_DIRS):
+        result = engine.prune_counts(uniform.counts) if not cfg.plan else engine.prune_kept(plan.kept_indices)
         row = {
             "variant": name, "macs": result.macs, "params": result.params,
-            "latency_ms": 1e3 * measure_latency(result.model, shape, warmup=lat.warmup, repeats=lat.repeats, device=device),
             "reward_val_acc": evaluate_accuracy(result.model, data, split="reward_val", device=device),
             "test_acc": evaluate_accuracy(result.model, data, split="test", device=device),
         }
         rows.append(row)
-        slug = name.strip("+ ").replace(" + ", "_").replace(" ", "_").lower()
+        models[name] = result.model
         plan_out = make_plan(net, result.kept, base_model=base_info, exclude=list(cfg.exclude),
                              accuracy={k: row[k] for k in ("reward_val_acc", "test_acc")},
                              settings={"method": method, "variant": name, "selection": cfg.selection})
         save_pruned(result.model, plan_out, output_dir / slug)
+    # every variant's latency in one interleaved block, so the figures share the machine's load
+    conditions = machine_conditions(device)
+    stats = measure_model_latencies(models, shape, device=device, warmup=lat.warmup, repeats=lat.repeats,
+                                    threads=lat.get("threads"))
+    for row in rows:
+        s = stats[row["variant"]]
+        row.update(latency_ms=s.median_ms, latency_spread=s.spread, latency_noisy=s.noisy)
     print(f"\n{spec['target']} on {data.name}: {method}, realised MACs ratio {rows[1]['macs'] / rows[0]['macs']:.4f}")
     print(format_table(rows, baseline=rows[0]))
     (output_dir / "results.json").write_text(json.dumps({"method": method, "keep_ratios": list(keep_ratios),
                                                          "calibration_seconds": reconstructor.calibration_seconds,
+                                                         "latency_conditions": conditions,
                                                          "rows": rows}, indent=2))
     return rows
 
 
+def preflight(cfg: DictConfig, output_dir: Path) -> Path:
+    """Checks that need no data or model: settings, input files, a run dir without earlier results."""
+    found = [n for n in ("results.json", *VARIANT_DIRS) if (output_dir / n).exists()]
+    if found:
+        raise FileExistsError(f"{output_dir} already holds pruning results ({', '.join(found)}); they are left as they "
+                              f"are (choose another hydra.run.dir)")
+    if cfg.plan:
+        if not Path(str(cfg.plan)).is_file():
+            raise FileNotFoundError(f"plan={cfg.plan} is not a file")
+    elif not 0.0 < float(cfg.target_macs_ratio) <= 1.0:
+        raise ValueError(f"target_macs_ratio must be in (0, 1], got {cfg.target_macs_ratio}")
+    if not Path(str(cfg.checkpoint)).is_file():
+        raise CheckpointError(f"checkpoint {cfg.checkpoint} not found; train one with `python -m amc.train` or pass "
+                              f"the path of a model.safetensors")
+    if cfg.selection not in CRITERIA:
+        raise ValueError(f"unknown selection {cfg.selection!r}; expected one of {CRITERIA}")
+    for key in ("round_to", "calibration.num_images", "calibration.positions_per_image", "calibration.batch_size",
+                "bn_recalibration.num_batches", "bn_recalibration.batch_size", "latency.batch_size",
+                "latency.repeats"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    resolve_device(cfg.device)
+    return output_dir
+
+
+class Preflight(PreflightCallback):
+    """hydra callback (conf/prune.yaml): refuse before hydra writes into a run dir with results."""
+
+    prog = "amc-prune"
+
+    def check(self, cfg: DictConfig, run_dir: Path) -> Path:
+        return preflight(cfg, run_dir)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="prune")
 def main(cfg: DictConfig) -> float:
-    return run(cfg, Path(HydraConfig.get().runtime.output_dir))[-1]["reward_val_acc"]
+    with user_errors("amc-prune"):
+        return run(cfg, Path(HydraConfig.get().runtime.output_dir))[-1]["reward_val_acc"]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +22,31 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from amc.cli import build_data, load_checkpoint_for, resolve_device
+from amc.checkpoint import CheckpointError
+from amc.cli import (
+    PreflightCallback,
+    build_data,
+    command_line,
+    full_errors,
+    load_checkpoint_for,
+    resolve_device,
+    user_errors,
+)
 from amc.data.base import DataSplits
 from amc.envs import ChannelPruningEnv
 from amc.heuristics import HEURISTICS, solve_heuristic
 from amc.measure.accuracy import evaluate_accuracy
-from amc.measure.latency import measure_latency
+from amc.measure.latency import machine_conditions, measure_model_latencies
 from amc.measure.latency_table import LatencyTable
 from amc.plan import make_plan, model_checksum, save_pruned
 from amc.pruning.bn import recalibrate_bn
-from amc.pruning.budget import ResourceBudget
+from amc.pruning.budget import RESOURCES, ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
+from amc.pruning.selection import CRITERIA
 from amc.report import format_table
+from amc.rewards import get_reward
 from amc.search_log import EpisodeLog
 
 log = logging.getLogger(__name__)
@@ -57,21 +69,165 @@ class Setup:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Reject bad settings before any directory, data or model is touched."""
+    """Reject bad settings before any directory, data or model is touched (mistakes cost seconds, not minutes)."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; expected one of {METHODS}")
     for m in cfg.compare_with:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r} in compare_with; expected some of {METHODS}")
-    if cfg.episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {cfg.episodes}")
-    if not 0.0 < float(cfg.protocol.target) <= 1.0:
-        raise ValueError(f"protocol.target must be in (0, 1], got {cfg.protocol.target}")
-    if cfg.method == "amc":
-        from amc.agents import ALGOS
+    _positive_int(cfg, "episodes", "checkpoint_every")
+    check_common(cfg)
+    if cfg.method == "amc" or "amc" in cfg.compare_with:
+        check_agent(cfg.agent)
 
-        if str(cfg.agent.algo).lower() not in ALGOS:
-            raise ValueError(f"unknown agent.algo {cfg.agent.algo!r}; expected one of {sorted(ALGOS)}")
+
+def check_common(cfg: DictConfig) -> None:
+    """Checks of the settings a search and ``amc.apply`` share: protocol, env, data, checkpoint, device, final_eval."""
+    _positive_int(cfg, "final_eval.latency_batch_size", "final_eval.latency_repeats", "env.round_to",
+                  "env.eval_batch_size", "env.calibration.num_images", "env.calibration.positions_per_image",
+                  "env.calibration.batch_size")
+    p, e = cfg.protocol, cfg.env
+    if not 0.0 < float(p.target) <= 1.0:
+        raise ValueError(f"protocol.target must be in (0, 1], got {p.target}")
+    if p.resource is not None and p.resource not in RESOURCES:
+        raise ValueError(f"unknown protocol.resource {p.resource!r}; expected one of {list(RESOURCES)} or null")
+    get_reward(p.reward)
+    if not 0.0 < float(e.rbound) <= 1.0:
+        raise ValueError(f"env.rbound must be in (0, 1], got {e.rbound}")
+    if not 0.0 < float(e.lbound) <= float(e.rbound):
+        raise ValueError(f"env.lbound must be in (0, env.rbound={e.rbound}], got {e.lbound}")
+    if e.selection not in CRITERIA:
+        raise ValueError(f"unknown env.selection {e.selection!r}; expected one of {CRITERIA}")
+    if e.bn_recalibration_batches < 0 or cfg.final_eval.get("bn_recalibration_batches", 0) < 0:
+        raise ValueError("env.bn_recalibration_batches and final_eval.bn_recalibration_batches must be >= 0")
+    reward_val = cfg.data.get("reward_val_size")
+    if reward_val is not None and int(reward_val) < 1:
+        raise ValueError(f"data.reward_val_size must be >= 1 (images held out for the reward), got {reward_val}")
+    if e.eval_images is not None:
+        if int(e.eval_images) < 1:
+            raise ValueError(f"env.eval_images must be >= 1 or null (all reward-val images), got {e.eval_images}")
+        if reward_val is not None and int(e.eval_images) > int(reward_val):
+            raise ValueError(f"env.eval_images={e.eval_images} exceeds data.reward_val_size={reward_val}; "
+                             f"lower it or use null (all reward-val images)")
+    if not Path(str(cfg.checkpoint)).is_file():
+        raise CheckpointError(f"checkpoint {cfg.checkpoint} not found; train one with `python -m amc.train` or pass "
+                              f"the path of a model.safetensors")
+    resolve_device(cfg.device)
+
+
+def check_agent(a: DictConfig) -> None:
+    """The agent settings (``agent/*.yaml``)."""
+    from amc.agents import ALGOS
+
+    if str(a.algo).lower() not in ALGOS:
+        raise ValueError(f"unknown agent.algo {a.algo!r}; expected one of {sorted(ALGOS)}")
+    for key in ("batch_size", "replay_episodes"):
+        if isinstance(a[key], bool) or not isinstance(a[key], int) or a[key] < 1:
+            raise ValueError(f"agent.{key} must be an integer >= 1, got {a[key]!r}")
+    if a.warmup_episodes < 0 or a.sigma < 0 or not 0 < a.sigma_decay <= 1 or not 0 < a.tau <= 1:
+        raise ValueError(f"need agent.warmup_episodes >= 0, sigma >= 0, 0 < sigma_decay <= 1, 0 < tau <= 1; got "
+                         f"{a.warmup_episodes}, {a.sigma}, {a.sigma_decay}, {a.tau}")
+    if a.actor_lr <= 0 or a.critic_lr <= 0:
+        raise ValueError(f"agent.actor_lr and agent.critic_lr must be > 0, got {a.actor_lr}, {a.critic_lr}")
+
+
+def _positive_int(cfg: DictConfig, *keys: str) -> None:
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+
+
+# -- run dirs: never clobber a finished run; resume only what was started with the same settings -------------------
+SETTINGS_FILE = "settings.json"  # the settings that define a search, written once when a run starts
+DEFINING = ("checkpoint", "data", "protocol", "env", "agent", "seed", "method")
+RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
+
+
+def defining_settings(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The settings that define a search (a resumed run must not change them), resolved to plain data."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return {k: c.get(k) for k in DEFINING}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."  if isinstance(v, dict) else f"{prefix}{k}"))
+    return out
+
+
+def recorded_settings(run_dir: Path) -> dict[str, Any]:
+    """The defining settings a run recorded when it started (``settings.json``; older runs: ``.hydra/config.yaml``)."""
+    path = run_dir / SETTINGS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    hydra_cfg = run_dir / ".hydra" / "config.yaml"
+    if hydra_cfg.is_file():
+        return defining_settings(OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=False))
+    raise FileNotFoundError(f"resume={run_dir}: no {SETTINGS_FILE} nor .hydra/config.yaml there, so its settings are "
+                            f"unknown; is it a run dir of `python -m amc.search`?")
+
+
+def episodes_done(run_dir: Path, method: str) -> int:
+    """Episodes a run has saved: the agent's last checkpoint, or the complete lines of episodes.jsonl."""
+    if method == "amc":
+        state = run_dir / "resume" / "state.json"
+        return int(json.loads(state.read_text())["episode"]) if state.is_file() else 0
+    log_path = run_dir / "episodes.jsonl"
+    if not log_path.is_file():
+        return 0
+    return sum(1 for line in log_path.read_text().splitlines() if line.strip().endswith("}"))
+
+
+def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """A new search needs a dir that holds no search; a resumed one its own settings and more episodes."""
+    if not cfg.resume:
+        found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+        if found:
+            state = "a finished search" if "summary.json" in found else "an interrupted search"
+            raise FileExistsError(f"{run_dir} already holds {state} ({', '.join(found)}); it is left as it is. Choose a "
+                                  f"new run dir, or continue it with resume={run_dir} (and episodes=<more> if finished)")
+        return
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"resume={run_dir} is not a run directory")
+    recorded, given = _flatten(recorded_settings(run_dir)), _flatten(defining_settings(cfg))
+    differing = sorted(k for k in recorded.keys() | given.keys() if recorded.get(k) != given.get(k))
+    if differing:
+        lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in differing[:8])
+        more = f" (and {len(differing) - 8} more)" if len(differing) > 8 else ""
+        raise ValueError(f"resume={run_dir}: these settings differ from the run's own, so the search would mix two "
+                         f"searches: {lines}{more}. Repeat the run's overrides (see {run_dir}/.hydra/overrides.yaml); "
+                         f"only episodes may grow")
+    method = str(cfg.method)
+    done = episodes_done(run_dir, method)
+    total = int(cfg.episodes) if method in ("amc", "random") else 1
+    if total < done:
+        raise ValueError(f"resume={run_dir} has already run {done} episodes; episodes={cfg.episodes} would drop "
+                         f"some: pass episodes >= {done}")
+    if (run_dir / "summary.json").exists() and done >= total:
+        raise FileExistsError(f"resume={run_dir} is a finished search of {done} episodes; it is left as it is. Pass "
+                              f"episodes=<more than {done}> to continue it" if method in ("amc", "random") else
+                              f"resume={run_dir} is a finished {method} run; it is left as it is")
+
+
+def preflight(cfg: DictConfig, run_dir: Path) -> Path:
+    """Every check that needs no data or model; returns the run dir to use (the resumed run's own dir)."""
+    check_config(cfg)
+    run_dir = Path(cfg.resume) if cfg.resume else Path(run_dir)
+    check_run_dir(cfg, run_dir)
+    return run_dir
+
+
+class Preflight(PreflightCallback):
+    """hydra callback (conf/search.yaml): refuse a bad command before hydra writes into the run dir."""
+
+    prog = "amc-search"
+
+    def check(self, cfg: DictConfig, run_dir: Path) -> Path:
+        return preflight(cfg, run_dir)
 
 
 def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
@@ -79,17 +235,19 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     p, e = cfg.protocol, cfg.env
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint_for(cfg.checkpoint, data, device)
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=list(cfg.model_allow))
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to)
     table = None
     if p.resource == "latency":
-        table_path = run_dir / "latency_table.json"
-        if table_path.exists():
-            table = LatencyTable.from_dict(json.loads(table_path.read_text()), net)
+        t, table_path = p.latency_table, run_dir / "latency_table.json"
+        if table_path.exists():  # a resumed run keeps the table its budget was set with
+            table = LatencyTable.load(table_path, net, device=device, batch_size=t.batch_size)
+        elif t.get("path"):
+            table = LatencyTable.load(t.path, net, device=device, batch_size=t.batch_size)
+            table.save(table_path)
         else:
-            t = p.latency_table
             table = LatencyTable.measure(net, device=device, batch_size=t.batch_size, grid=tuple(t.grid), repeats=t.repeats)
-            table_path.write_text(json.dumps(table.to_dict()))
+            table.save(table_path)
     budget = None
     if p.resource is not None:
         budget = ResourceBudget(net, p.resource, float(p.target), e.lbound, latency_table=table)
@@ -107,11 +265,6 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     return Setup(data, net, engine, env, budget, table, base_info, device)
 
 
-def keep_to_action(keep: float, lbound: float, rbound: float) -> float:
-    """The env action in [-1, 1] that asks for ``keep`` (clipped to the action bounds)."""
-    return float(np.clip(2 * (keep - lbound) / max(rbound - lbound, 1e-12) - 1, -1.0, 1.0))
-
-
 def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None = None) -> dict[str, Any]:
     env.reset(seed=seed)
     info: dict[str, Any] = {}
@@ -123,7 +276,9 @@ def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None =
 
 
 def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
+    """Train the agent (or continue its checkpoint); the callbacks log, checkpoint and save agent + actor."""
     from amc.agents import AMCCallback, load_resume_state, make_agent
+    from amc.envs.channel_pruning import OBS_FIELDS
 
     a = cfg.agent
     agent = make_agent(
@@ -146,9 +301,11 @@ def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Episode
         best=episode_log.best,
         checkpoint_every=cfg.checkpoint_every, progress=cfg.progress,
         hparams=_flat_hparams(cfg), group_names=[g.root for g in setup.net.groups],
+        obs_fields=OBS_FIELDS, keep_ratio_bounds=(setup.env.lbound, setup.env.rbound),
     )
+    # log_interval=None: the callback has SB3 dump once per episode, at step = episode (one TensorBoard axis)
     agent.learn(total_timesteps=remaining * setup.net.num_groups, callback=callback,
-                reset_num_timesteps=start == 0, tb_log_name="amc")
+                reset_num_timesteps=start == 0, tb_log_name="amc", log_interval=None)
 
 
 def run_random(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> None:
@@ -163,24 +320,24 @@ def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> Non
     """The weakest policy of the family that meets the budget (MACs at protocol.target when no wall)."""
     e, net = cfg.env, setup.net
     if setup.budget is not None:
-        cost, limit = (lambda k: setup.budget.cost(net.channel_counts(k))), setup.budget.limit
+        cost, limit = setup.budget.cost, setup.budget.limit
     else:
-        cost, limit = (lambda k: net.predict_macs(net.channel_counts(k))), cfg.protocol.target * net.original_macs
-    keep = solve_heuristic(cfg.method, net.num_groups, e.lbound, cost, limit)
-    episode_log.record(run_episode(setup.env, [keep_to_action(k, e.lbound, e.rbound) for k in keep], seed=cfg.seed))
+        cost, limit = net.predict_macs, cfg.protocol.target * net.original_macs
+    policy = solve_heuristic(net, cfg.method, cost=cost, limit=limit, lbound=e.lbound, rbound=e.rbound)
+    episode_log.record(setup.env.play_counts(policy.counts, seed=cfg.seed))  # exact counts, same wall and evaluation
 
 
-def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> dict[str, Any]:
-    """Re-prune the best policy, evaluate on all reward-val and test images, measure latency, save plan + model."""
+def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path,
+                     episode_log: EpisodeLog) -> tuple[dict[str, Any], torch.nn.Module]:
+    """Re-prune the best policy, evaluate on all reward-val and test images, save plan + model; returns the summary
+    row and the pruned model (its latency is measured later, with every variant of the table in one block)."""
     best = episode_log.best
     if best is None:
         raise RuntimeError("the search recorded no episode")
-    result = setup.engine.prune(best["keep_ratios"])
-    shape = (cfg.final_eval.latency_batch_size, *setup.net.input_shape[1:])
+    result = setup.engine.prune_counts(best["channels"])
     row = {
         "variant": cfg.method, "macs": result.macs, "params": result.params,
         "macs_ratio": result.macs / setup.net.original_macs, "params_ratio": result.params / setup.net.original_params,
-        "latency_ms": 1e3 * measure_latency(result.model, shape, repeats=cfg.final_eval.latency_repeats, device=setup.device),
         "reward_val_acc": evaluate_accuracy(result.model, setup.data, split="reward_val", device=setup.device),
         "test_acc": evaluate_accuracy(result.model, setup.data, split="test", device=setup.device),
         "best_reward": best["reward"], "best_episode": best["episode"], "episodes": episode_log.episode,
@@ -205,10 +362,10 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
     save_pruned(result.model, plan, run_dir / "best")
     plan.save(run_dir / "best_plan.json")
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
-    return row
+    return row, result.model
 
 
-def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Any]:
+def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, Any], torch.nn.Module]:
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "summary.json").exists() and not cfg.resume:
         raise FileExistsError(f"{run_dir} already holds a finished search (summary.json); choose a new run dir "
@@ -227,39 +384,58 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Any]:
             run_heuristic(cfg, setup, episode_log)
     episode_log.close()
     search_seconds = time.perf_counter() - start  # the episodes only, not the final evaluation
-    row = final_evaluation(cfg, setup, run_dir, episode_log)
+    row, model = final_evaluation(cfg, setup, run_dir, episode_log)
     row["search_seconds"] = search_seconds
     row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episodes_this_run)
     row["reward_val_pass_seconds"] = setup.reward_val_seconds
     row["episode_to_reward_val_pass"] = row["seconds_per_episode"] / setup.reward_val_seconds
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
-    return row
+    return row, model
+
+
+def measure_table_latencies(cfg: DictConfig, setup: Setup, models: dict[str, torch.nn.Module],
+                            rows: list[dict[str, Any]], run_dir: Path) -> None:
+    """Latency of every variant of the table in ONE interleaved block at the end (round-robin, warm-up, median and
+    inter-quartile spread, fixed threads), so all figures share the machine's load; conditions go to latency.json."""
+    f = cfg.final_eval
+    shape = (f.latency_batch_size, *setup.net.input_shape[1:])
+    conditions = machine_conditions(setup.device)
+    stats = measure_model_latencies(models, shape, device=setup.device, warmup=f.latency_warmup,
+                                    repeats=f.latency_repeats, threads=f.latency_threads)
+    for row in rows:
+        s = stats[row["variant"]]
+        row.update(latency_ms=s.median_ms, latency_spread=s.spread, latency_noisy=s.noisy)
+    record = {"conditions": conditions, "loadavg_after": machine_conditions(setup.device)["loadavg_1_5_15"],
+              "batch_size": f.latency_batch_size, "stats": {name: s.to_dict() for name, s in stats.items()}}
+    (run_dir / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
+    for row in rows[1:]:  # the summaries were written before the block: add the figures
+        path = (run_dir if row["variant"] == cfg.method else run_dir / "compare" / row["variant"]) / "summary.json"
+        path.write_text(json.dumps(row, indent=2))
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Run ``cfg.method`` (and the ``compare_with`` baselines into sub-dirs); returns the main method's summary."""
-    check_config(cfg)
-    output_dir = Path(cfg.resume) if cfg.resume else Path(output_dir)
-    if cfg.resume and not output_dir.is_dir():
-        raise FileNotFoundError(f"resume={cfg.resume} is not a run directory")
+    output_dir = preflight(cfg, Path(output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
+    if not (output_dir / SETTINGS_FILE).exists():
+        (output_dir / SETTINGS_FILE).write_text(json.dumps(defining_settings(cfg), indent=1) + "\n")
     torch.manual_seed(cfg.seed)
     setup = build_setup(cfg, output_dir)
     start = time.perf_counter()
     reward_val_acc = evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device)
     setup.reward_val_seconds = time.perf_counter() - start
-    shape = (cfg.final_eval.latency_batch_size, *setup.net.input_shape[1:])
     original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params,
-                "latency_ms": 1e3 * measure_latency(setup.net.model, shape, repeats=cfg.final_eval.latency_repeats,
-                                                    device=setup.device),
                 "reward_val_acc": reward_val_acc,
                 "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device)}
-    rows = [original, run_method(cfg, setup, output_dir)]
+    row, model = run_method(cfg, setup, output_dir)
+    rows, models = [original, row], {"original": setup.net.model, cfg.method: model}
     for method in cfg.compare_with:
         if method == cfg.method:
             continue
         sub = OmegaConf.merge(cfg, {"method": method})
-        rows.append(run_method(sub, setup, output_dir / "compare" / method))
+        row, models[method] = run_method(sub, setup, output_dir / "compare" / method)
+        rows.append(row)
+    measure_table_latencies(cfg, setup, models, rows, output_dir)
     table = format_table(rows, baseline=original)
     (output_dir / "comparison.md").write_text(table + "\n")
     print(f"\n{setup.base_info['target']} on {setup.data.name}, {cfg.protocol.resource or 'accuracy-guaranteed'} "
@@ -278,10 +454,33 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def interrupted_message(run_dir: Path, overrides: list[str]) -> str:
+    """One line for Ctrl-C: where the last checkpoint is and the command that continues from it."""
+    args = [o for o in overrides if not o.startswith("resume=")]
+    state = run_dir / "resume" / "state.json"
+    if state.is_file():
+        episode = json.loads(state.read_text())["episode"]
+        where = f"last checkpoint: {run_dir}/resume (episode {episode})"
+    elif (run_dir / "episodes.jsonl").is_file():
+        where = f"episodes so far: {run_dir}/episodes.jsonl"
+    else:
+        return f"interrupted before the first checkpoint; nothing to resume in {run_dir}"
+    return f"interrupted; {where}; continue with: {command_line('amc.search', [*args, f'resume={run_dir}'])}"
+
+
 @hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="search")
 def main(cfg: DictConfig) -> float:
     """Returns the best reward, so an Optuna sweeper can drive the search."""
-    return float(run(cfg, Path(HydraConfig.get().runtime.output_dir))["best_reward"])
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        with user_errors("amc-search"):
+            return float(run(cfg, run_dir)["best_reward"])
+    except KeyboardInterrupt:
+        if full_errors():
+            raise
+        print(f"\namc-search: {interrupted_message(run_dir, list(hc.overrides.task))}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What every search method writes while it runs: episodes.jsonl, best-so-far, a progress bar, TensorBoard curves.
 
-The RL agent's SB3 callback and the baselines (random search, heuristics) share this class, so their runs produce
-the same files and compare line by line.
+The RL agent's SB3 callbacks and the baselines (random search, heuristics) share :class:`EpisodeLog` and the
+TensorBoard writers :func:`write_episode_scalars` / :func:`write_best_image`, so their runs produce the same files
+and the same curves (keys, episode axis) and compare line by line.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 SCALARS = {"reward": "amc/episode_reward", "accuracy": "amc/accuracy", "macs_ratio": "amc/macs_ratio",
            "params_ratio": "amc/params_ratio"}
+BEST_REWARD = "amc/best_reward"
+BEST_IMAGE = "amc/best_keep_ratios"
 _DROP = ("episode_end", "terminal_observation", "TimeLimit.truncated", "episode")  # SB3/Monitor bookkeeping
 
 
@@ -57,11 +60,121 @@ def keep_ratio_image(keep_ratios: Sequence[float], names: Sequence[str] | None =
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+class ScalarSink(Protocol):
+    """Where per-episode TensorBoard records go: torch's SummaryWriter (baselines) or SB3's logger (the agent)."""
+
+    def scalar(self, tag: str, value: float) -> None: ...
+
+    def image(self, tag: str, hwc: np.ndarray) -> None: ...
+
+
+def write_episode_scalars(sink: ScalarSink, row: dict[str, Any], best_reward: float) -> None:
+    """The ``amc/*`` curves of one finished episode, the same for every search method."""
+    for key, tag in SCALARS.items():
+        value = row.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            sink.scalar(tag, float(value))
+    sink.scalar(BEST_REWARD, float(best_reward))
+
+
+def write_best_image(sink: ScalarSink, episode_log: EpisodeLog) -> None:
+    """The best policy's keep-ratio bar chart (call when an episode is a new best)."""
+    if episode_log.best is not None and episode_log.best.get("keep_ratios"):
+        sink.image(BEST_IMAGE, episode_log.best_image())
+
+
+class SummaryWriterSink:
+    """A :class:`ScalarSink` on torch's SummaryWriter, at step ``self.step`` (the episode number)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+        self.step = 0
+
+    def scalar(self, tag: str, value: float) -> None:
+        self.writer.add_scalar(tag, value, self.step)
+
+    def image(self, tag: str, hwc: np.ndarray) -> None:
+        self.writer.add_image(tag, hwc, self.step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+EpisodeListener = Callable[[dict[str, Any], bool], None]  # (row, is_new_best), called after each recorded episode
+
+
+class EpisodeProgress:
+    """A tqdm bar over the run's episodes or, without it (progress=false), a log line every 5% with ETA and best."""
+
+    def __init__(self, episode_log: EpisodeLog, *, enabled: bool = True) -> None:
+        self.log = episode_log
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=episode_log.total, desc=f"{episode_log.method} search", disable=not enabled, unit="ep",
+                        mininterval=0.5 if tty else 30.0, dynamic_ncols=tty)
+
+    def restore(self, episode: int) -> None:
+        self.bar.n = episode
+        self.bar.refresh()
+
+    def __call__(self, row: dict[str, Any], new_best: bool) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(best=f"{self.log.best_reward:.4f}", refresh=False)
+        if self.bar.disable:
+            self._log_line(row)
+
+    def _log_line(self, row: dict[str, Any]) -> None:
+        episode_log, total = self.log, self.log.total
+        every = max(1, total // 20)
+        if episode_log.episode % every and episode_log.episode != total:
+            return
+        elapsed = row["elapsed"]
+        eta = elapsed / max(1, episode_log.episodes_this_run) * max(0, total - episode_log.episode)
+        assert episode_log.best is not None
+        log.info("%s search: episode %d/%d, reward %.4f, best %.4f (episode %d), %.0fs elapsed, ETA %.0fs",
+                 episode_log.method, episode_log.episode, total, row["reward"], episode_log.best_reward,
+                 episode_log.best["episode"], elapsed, eta)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def read_episodes(path: Path) -> list[dict[str, Any]]:
+    """The rows of an episodes.jsonl; a partial last line (a kill during a write) is dropped with a warning.
+
+    An unreadable line before the last one is an error naming the file and the line number.
+    """
+    return [row for row, _ in _read_lines(path)]
+
+
+def _read_lines(path: Path) -> list[tuple[dict[str, Any], str]]:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    rows = []
+    for k, (number, line) in enumerate(numbered):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("episode"), int) or "reward" not in row:
+                raise ValueError("not an episode record (a JSON object with 'episode' and 'reward')")
+        except ValueError as e:
+            if k == len(numbered) - 1:
+                log.warning("%s: dropping its last line %d, a partial record (the run was killed while writing it): "
+                            "%.60r", path, number, line)
+                break
+            raise ValueError(f"{path}, line {number}: unreadable episode record ({e}); only a partial last line is "
+                             f"dropped on resume, so fix or remove this line") from None
+        rows.append((row, line))
+    return rows
+
+
 class EpisodeLog:
     """Records finished episodes (the env's final ``info``) of one run and tracks the best one.
 
-    With ``tensorboard=True`` it also writes the ``amc/*`` curves and the best policy's bar chart itself (the
-    baselines); the agent's callback passes False and logs through SB3's logger instead, next to SB3's losses.
+    Each record appends a line to ``run_dir/episodes.jsonl`` and calls the listeners (:meth:`add_listener`) with the
+    row: the progress bar (``progress``) and, with ``tensorboard=True`` (the baselines), the ``amc/*`` curves and
+    best-policy image in ``run_dir/tb/<method>``. The agent passes ``tensorboard=False``: its SB3 callbacks write the
+    same curves through SB3's logger, next to SB3's own.
     """
 
     def __init__(self, run_dir: Path, *, method: str, total: int, progress: bool = True, tensorboard: bool = True,
@@ -74,38 +187,41 @@ class EpisodeLog:
         self.episode = 0
         self.episodes_this_run = 0
         self.best: dict[str, Any] | None = None
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tb" / method))
         self.start = time.time()
-        tty = sys.stderr.isatty()
-        self.bar = tqdm(total=total, desc=f"{method} search", disable=not progress, unit="ep",
-                        mininterval=0.5 if tty else 30.0, dynamic_ncols=tty)
+        self.listeners: list[EpisodeListener] = []
+        self.progress = EpisodeProgress(self, enabled=progress)
+        self.add_listener(self.progress)
+        self.tensorboard: SummaryWriterSink | None = None
+        if tensorboard:
+            self.tensorboard = SummaryWriterSink(self.run_dir / "tb" / method)
+            self.add_listener(self._write_tensorboard)
 
     @property
     def best_reward(self) -> float:
         return float("-inf") if self.best is None else float(self.best["reward"])
 
+    def add_listener(self, listener: EpisodeListener) -> None:
+        """Call ``listener(row, new_best)`` after every recorded episode."""
+        self.listeners.append(listener)
+
     def restore(self, episode: int, best: dict[str, Any] | None) -> None:
         """Continue from ``episode`` with ``best``; lines of episodes.jsonl past ``episode`` (run after the last
-        checkpoint of a killed run, and redone now) are dropped."""
+        checkpoint of a killed run, and redone now) and a partial last line are dropped from the file."""
         self.episode, self.best = episode, best
         if self.path.exists():
-            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-            kept = [line for line in lines if json.loads(line)["episode"] <= episode]
-            if len(kept) != len(lines):
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            lines = [line for line in text.splitlines() if line.strip()]
+            kept = [line for row, line in _read_lines(self.path) if row["episode"] <= episode]
+            if len(kept) != len(lines) or not text.endswith("\n"):
                 tmp = self.path.with_suffix(".jsonl.tmp")
                 tmp.write_text("".join(line + "\n" for line in kept))
                 tmp.replace(self.path)
-        self.bar.n = episode
-        self.bar.refresh()
+        self.progress.restore(episode)
 
     def resume_from_file(self) -> None:
         """Restore counter and best from an existing episodes.jsonl (a resumed random search)."""
         if self.path.exists():
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            rows = read_episodes(self.path)
             self.restore(len(rows), max(rows, key=lambda r: r["reward"], default=None))
 
     def record(self, info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -121,29 +237,16 @@ class EpisodeLog:
         row["best_reward"] = self.best_reward
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            for key, tag in SCALARS.items():
-                if isinstance(row.get(key), (int, float)):
-                    self.writer.add_scalar(tag, row[key], self.episode)
-            self.writer.add_scalar("amc/best_reward", self.best_reward, self.episode)
-            if new_best and row.get("keep_ratios"):
-                self.writer.add_image("amc/best_keep_ratios", self.best_image(), self.episode, dataformats="HWC")
-        self.bar.update(1)
-        self.bar.set_postfix(best=f"{self.best_reward:.4f}", refresh=False)
-        if self.bar.disable:
-            self._log_progress(row)
+        for listener in self.listeners:
+            listener(row, new_best)
         return row, new_best
 
-    def _log_progress(self, row: dict[str, Any]) -> None:
-        """Without the progress bar (progress=false), a log line every 5% of the run, with ETA and best so far."""
-        every = max(1, self.total // 20)
-        if self.episode % every and self.episode != self.total:
-            return
-        elapsed = row["elapsed"]
-        eta = elapsed / self.episodes_this_run * max(0, self.total - self.episode)
-        log.info("%s search: episode %d/%d, reward %.4f, best %.4f (episode %d), %.0fs elapsed, ETA %.0fs",
-                 self.method, self.episode, self.total, row["reward"], self.best_reward, self.best["episode"],
-                 elapsed, eta)
+    def _write_tensorboard(self, row: dict[str, Any], new_best: bool) -> None:
+        assert self.tensorboard is not None
+        self.tensorboard.step = self.episode
+        write_episode_scalars(self.tensorboard, row, self.best_reward)
+        if new_best:
+            write_best_image(self.tensorboard, self)
 
     def best_image(self) -> np.ndarray:
         assert self.best is not None
@@ -151,6 +254,6 @@ class EpisodeLog:
                                 title=f"best policy (episode {self.best['episode']}, reward {self.best['reward']:.4f})")
 
     def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        self.progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from amc.checkpoint import save_checkpoint
-from amc.cli import build_data, model_spec_from_cfg, resolve_device
+from amc.cli import PreflightCallback, build_data, model_spec_from_cfg, resolve_device, user_errors
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
@@ -24,14 +24,13 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, output_dir: Path) -> dict:
     """Build data and model, train, save the checkpoint and metrics; returns the metrics."""
-    output_dir = Path(output_dir)
-    if (output_dir / "model.safetensors").exists():
-        raise FileExistsError(f"{output_dir / 'model.safetensors'} exists; refusing to overwrite it (choose another hydra.run.dir)")
+    output_dir = preflight(cfg, Path(output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
     spec = model_spec_from_cfg(cfg.model, data)
-    model = build_model(spec["target"], in_channels=spec["in_channels"], num_classes=spec["num_classes"], **spec["kwargs"])
+    model = build_model(spec["target"], in_channels=spec["in_channels"], num_classes=spec["num_classes"],
+                        allow=[spec["target"]], **spec["kwargs"])  # the user's own config names it
     writer = SummaryWriter(str(output_dir / "tb"))
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
@@ -69,9 +68,35 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     return metrics
 
 
+def preflight(cfg: DictConfig, output_dir: Path) -> Path:
+    """Checks that need no data: a run dir that holds no trained model, sane training settings."""
+    if (output_dir / "model.safetensors").exists() or (output_dir / "metrics.json").exists():
+        raise FileExistsError(f"{output_dir} already holds a trained model; it is left as it is (choose another "
+                              f"hydra.run.dir)")
+    t = cfg.train
+    for key in ("epochs", "batch_size"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise ValueError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    if t.lr <= 0 or t.weight_decay < 0 or not 0 <= t.momentum < 1:
+        raise ValueError(f"need train.lr > 0, weight_decay >= 0, 0 <= momentum < 1; got {t.lr}, {t.weight_decay}, "
+                         f"{t.momentum}")
+    resolve_device(cfg.device)
+    return output_dir
+
+
+class Preflight(PreflightCallback):
+    """hydra callback (conf/train.yaml): refuse before hydra rewrites a trained model's recorded config."""
+
+    prog = "amc-train"
+
+    def check(self, cfg: DictConfig, run_dir: Path) -> Path:
+        return preflight(cfg, run_dir)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    return run(cfg, Path(HydraConfig.get().runtime.output_dir))["test_acc"]
+    with user_errors("amc-train"):
+        return run(cfg, Path(HydraConfig.get().runtime.output_dir))["test_acc"]
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 
 The action is the group's keep ratio (a symmetric [-1, 1] Box rescaled to [lbound, rbound] here); an optional
 budget wall caps it so the resource budget stays reachable. The reward comes at the last step only: the
-network is pruned to the realised ratios (on a copy) and evaluated on held-out training images.
+network is pruned to the realised channel counts (on a copy) and evaluated on held-out training images.
+Baselines with exact channel counts play an episode through the same path with ``play_counts``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +20,7 @@ from gymnasium import spaces
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency_table import LatencyTable
+from amc.measure.memory import release_memory
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork, round_channels
@@ -103,7 +106,35 @@ class ChannelPruningEnv(gym.Env):
             raise ValueError("action is NaN")
         requested = self.action_to_keep(a)
         group = self.net.groups[self._t]
-        n = round_channels(requested, group.channels, self.net.round_to)
+        return self._decide(round_channels(requested, group.channels, self.net.round_to), requested)
+
+    def play_counts(self, counts: Sequence[int], *, seed: int | None = None) -> dict[str, Any]:
+        """Play a whole episode with exact channel counts (a baseline's policy) and return its final info.
+
+        Same path as ``step`` after the action is rounded: the budget wall caps each count, the network is pruned
+        and evaluated the same way, and the info has the same keys (``requested_keep_ratios`` are ``counts``'
+        ratios). Each count must lie within the counts the action bounds allow (``count_bounds``).
+        """
+        counts = self.engine.check_counts(counts)
+        for i, (n, (lo, hi)) in enumerate(zip(counts, self.count_bounds())):
+            if not lo <= n <= hi:
+                raise ValueError(f"channel count of group {i} ({self.net.groups[i].root}) is {n}; the action bounds "
+                                 f"lbound={self.lbound}, rbound={self.rbound} allow [{lo}, {hi}]")
+        self.reset(seed=seed)
+        info: dict[str, Any] = {}
+        for n, g in zip(counts, self.net.groups):
+            _, _, _, _, info = self._decide(n, n / g.channels)
+        return info
+
+    def count_bounds(self) -> list[tuple[int, int]]:
+        """Per group, the smallest and largest channel count an action can ask for (lbound and rbound rounded)."""
+        r = self.net.round_to
+        return [(round_channels(self.lbound, g.channels, r), round_channels(self.rbound, g.channels, r))
+                for g in self.net.groups]
+
+    def _decide(self, n: int, requested: float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Give the current group ``n`` channels (capped by the budget wall); the episode ends after the last group."""
+        group = self.net.groups[self._t]
         if self.budget is not None:
             n = self.budget.cap(self._counts, n)
         self._requested.append(requested)
@@ -141,10 +172,7 @@ class ChannelPruningEnv(gym.Env):
         return np.clip(obs, 0.0, 1.0).astype(np.float32)
 
     def _finish(self) -> tuple[float, dict[str, Any]]:
-        keep = self.keep_ratios
-        result = self.engine.prune(keep)
-        if result.channels != self._counts:
-            raise RuntimeError(f"engine rounded counts {self._counts} to {result.channels}")
+        result = self.engine.prune_counts(self._counts)  # the counts as decided: no ratio round trip
         start = time.perf_counter()
         accuracy = evaluate_accuracy(result.model, self.data, split=self.eval_split, limit=self.eval_images,
                                      batch_size=self.eval_batch_size, device=self.device)
@@ -167,4 +195,5 @@ class ChannelPruningEnv(gym.Env):
             info["budget_ratio"] = self.budget.ratio(self._counts)
         if self.latency_table is not None:
             info["predicted_latency_ms"] = self.latency_table.predict_layers(self.net.layer_channels(self._counts)) * 1e3
+        release_memory()  # hand the allocator's freed blocks of earlier episodes' model copies back to the OS
         return reward, info

@@ -2,11 +2,17 @@
 
     python experiments/benchmark_search.py                          # ResNet-20 and ResNet-56, 50% MACs
     python experiments/benchmark_search.py --models resnet56 --episodes 10
+    OMP_NUM_THREADS=1 python experiments/benchmark_search.py --rss-episodes 300 [--no-release]   # memory, ResNet-20
 
 Per model: the env and DDPG agent of ``python -m amc.search`` (AMC settings, 2000 reward-val images per episode,
 selection + reconstruction), ``--episodes`` warm-up episodes (random actions) then ``--episodes`` learning episodes
 (one gradient step per transition), timed separately, with reward-val passes of the original model (all 5000 images)
 measured in the same process before and after. Uses the committed Fashion-MNIST baselines.
+
+``--rss-episodes N``: resident memory (RSS) of N episodes of random policies through the same env (first model of
+``--models``), printed every 10 episodes, with the largest deviation after episode 20 from the value at episode 20
+(flat within 10% is the target). ``--no-release`` skips the env's per-episode ``release_memory()`` (gc +
+``malloc_trim``) to show what it saves; run each variant in its own process.
 """
 
 from __future__ import annotations
@@ -16,24 +22,47 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from amc.data.base import DataSplits
+    from amc.envs import ChannelPruningEnv
+    from amc.pruning.groups import PrunableNetwork
+
 BASELINES = Path("experiments/baselines/fashion_mnist")
+
+
+def build_env(model_name: str, *, target: float) -> tuple[nn.Module, DataSplits, PrunableNetwork, ChannelPruningEnv]:
+    """The search's env on a committed baseline: (model, data, net, env)."""
+    from amc.checkpoint import load_checkpoint
+    from amc.data import fashion_mnist
+    from amc.envs import ChannelPruningEnv
+    from amc.pruning.budget import ResourceBudget
+    from amc.pruning.engine import PruningEngine
+    from amc.pruning.groups import PrunableNetwork
+    from amc.pruning.reconstruction import Reconstructor
+
+    data = fashion_mnist()
+    ckpt = BASELINES / model_name / "model.safetensors"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} not found: run from the repository root (the committed baselines)")
+    model = load_checkpoint(ckpt, allow=["amc.models"])[0]  # our committed baselines name our own package
+    net = PrunableNetwork(model, (1, 1, 28, 28))
+    engine = PruningEngine(net, reconstructor=Reconstructor.calibrate(net, data))
+    env = ChannelPruningEnv(net, engine, data, budget=ResourceBudget(net, "macs", target, 0.2), eval_images=2000)
+    return model, data, net, env
 
 
 def bench_one(model_name: str, *, target: float, episodes: int, threads: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from amc.agents import make_agent
-    from amc.checkpoint import load_checkpoint
-    from amc.data import fashion_mnist
-    from amc.envs import ChannelPruningEnv
     from amc.measure.accuracy import evaluate_accuracy
-    from amc.pruning.budget import ResourceBudget
-    from amc.pruning.engine import PruningEngine
-    from amc.pruning.groups import PrunableNetwork
-    from amc.pruning.reconstruction import Reconstructor
 
     class EpisodeTimes(BaseCallback):
         def __init__(self) -> None:
@@ -46,14 +75,7 @@ def bench_one(model_name: str, *, target: float, episodes: int, threads: int) ->
             return True
 
     torch.set_num_threads(threads)
-    data = fashion_mnist()
-    ckpt = BASELINES / model_name / "model.safetensors"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt} not found: run from the repository root (the committed baselines)")
-    model = load_checkpoint(ckpt)[0]
-    net = PrunableNetwork(model, (1, 1, 28, 28))
-    engine = PruningEngine(net, reconstructor=Reconstructor.calibrate(net, data))
-    env = ChannelPruningEnv(net, engine, data, budget=ResourceBudget(net, "macs", target, 0.2), eval_images=2000)
+    model, data, net, env = build_env(model_name, target=target)
 
     def reward_val_pass() -> float:
         t = time.perf_counter()
@@ -73,13 +95,63 @@ def bench_one(model_name: str, *, target: float, episodes: int, threads: int) ->
             "reward_val_pass_s": rv, "warmup_ratio": warmup / rv, "learning_ratio": learning / rv}
 
 
+def rss_run(model_name: str, *, target: float, episodes: int, threads: int, release: bool, every: int = 10,
+            seed: int = 0) -> list[tuple[int, int]]:
+    """(episode, RSS bytes) every ``every`` episodes of random policies through the env (episode 0: before)."""
+    import amc.envs.channel_pruning as env_module
+    from amc.measure.memory import rss_bytes
+
+    torch.set_num_threads(threads)
+    if not release:  # benchmark only: the env without its per-episode release, to measure what the release saves
+        env_module.release_memory = lambda: False
+    net, env = build_env(model_name, target=target)[2:]
+    rng = np.random.default_rng(seed)
+    samples = [(0, rss_bytes())]
+    print(f"{model_name}, {episodes} random-policy episodes, per-episode release {'on' if release else 'off'}, "
+          f"{threads} thread(s); RSS before the first episode {samples[0][1] / 2**20:.0f} MiB", flush=True)
+    start = time.perf_counter()
+    for episode in range(1, episodes + 1):
+        env.reset(seed=seed)
+        for _ in range(net.num_groups):
+            env.step(np.array([rng.uniform(-1.0, 1.0)], dtype=np.float32))
+        if episode % every == 0 or episode == episodes:
+            samples.append((episode, rss_bytes()))
+            print(f"episode {episode:4d}  RSS {samples[-1][1] / 2**20:7.1f} MiB  "
+                  f"({(time.perf_counter() - start) / episode:.2f} s / episode)", flush=True)
+    return samples
+
+
+def rss_drift(samples: list[tuple[int, int]], since: int = 20) -> tuple[int, float] | None:
+    """RSS at episode ``since`` and the largest relative deviation from it at later samples (None: not sampled)."""
+    ref = dict(samples).get(since)
+    if ref is None:
+        return None
+    later = [rss for episode, rss in samples if episode > since]
+    return ref, max((abs(rss - ref) / ref for rss in later), default=0.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
     parser.add_argument("--target", type=float, default=0.5, help="MACs budget (fraction of the original)")
     parser.add_argument("--episodes", type=int, default=10, help="warm-up episodes, then as many learning episodes")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rss-episodes", type=int, default=0, metavar="N",
+                        help="instead: resident memory over N random-policy episodes of the first model")
+    parser.add_argument("--no-release", action="store_true", help="with --rss-episodes: skip the per-episode release")
     args = parser.parse_args(argv)
+    if args.rss_episodes > 0:
+        samples = rss_run(args.models[0], target=args.target, episodes=args.rss_episodes, threads=args.threads,
+                          release=not args.no_release)
+        drift = rss_drift(samples)
+        peak = max(rss for _, rss in samples)
+        if drift is None:
+            print(f"peak RSS {peak / 2**20:.0f} MiB (fewer than 20 episodes: no drift figure)")
+        else:
+            ref, dev = drift
+            print(f"RSS at episode 20: {ref / 2**20:.0f} MiB; largest deviation after it: {100 * dev:.1f}% "
+                  f"({'flat within 10%' if dev <= 0.10 else 'NOT flat within 10%'}); peak {peak / 2**20:.0f} MiB")
+        return 0
     print("| model | groups | s / warm-up episode | s / learning episode | s / reward-val pass (5000 images) | "
           "ratio warm-up | ratio learning |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -1,4 +1,4 @@
-"""amc.agents on a tiny toy env: noise, replay buffer, learning rates, factory, callback, resume."""
+"""amc.agents on a tiny toy env: noise, replay buffer, learning rates, factory, callbacks, resume, actor files."""
 
 from __future__ import annotations
 
@@ -12,18 +12,28 @@ import pytest
 import torch
 from gymnasium import spaces
 from omegaconf import OmegaConf
+from stable_baselines3.common.callbacks import CallbackList
 
+from amc import compat
 from amc.agents import (
     AMCCallback,
     AMCSACPolicy,
     AMCTD3Policy,
+    BestPolicyCallback,
+    EpisodeLogCallback,
     EpisodeRewardReplayBuffer,
+    ResumeCheckpointCallback,
+    SaveAgentCallback,
     ScaledLRAdam,
+    TensorBoardCallback,
     TruncatedNormalNoise,
+    load_actor,
     load_resume_state,
     make_agent,
+    save_actor,
     save_resume_state,
 )
+from amc.search_log import BEST_REWARD, SCALARS, EpisodeLog
 
 N_STEPS = 4  # episode length of the toy env
 
@@ -89,10 +99,10 @@ def test_noise_added_to_actor_action_stays_in_bounds() -> None:
     model = small_agent("ddpg", warmup=1)
     noise = model.action_noise
     assert isinstance(noise, TruncatedNormalNoise)
-    model._last_obs = model.env.reset()
+    compat.set_last_obs(model, model.env.reset())
     assert np.array_equal(noise(), np.zeros((1, 1), np.float32))  # SB3 warm-up: uniform actions, no noise
     model.num_timesteps = model.learning_starts
-    mu, _ = model.predict(model._last_obs, deterministic=True)
+    mu, _ = model.predict(compat.last_obs(model), deterministic=True)
     draws = np.array([noise() for _ in range(500)])
     assert draws.shape == (500, 1, 1)
     assert np.all(np.abs(mu + draws) <= 1.0 + 1e-6) and draws.std() > 0.2
@@ -117,7 +127,7 @@ def test_bound_noise_counts_episodes_not_learn_calls() -> None:
     model.learn(2 * N_STEPS, reset_num_timesteps=False)
     assert model.action_noise.episode == 3
     model.learn(N_STEPS)  # counters of the model restart, the noise schedule goes on
-    assert model.action_noise.episode == 4 and model._episode_num == 1
+    assert model.action_noise.episode == 4 and compat.episode_count(model) == 1
 
 
 def test_noise_state_round_trip_reproduces_samples() -> None:
@@ -219,7 +229,7 @@ def test_scaled_lr_adam_steps_at_scaled_lr_and_keeps_scheduled_lr() -> None:
 def test_actor_and_critic_learning_rates_are_honoured(algo: str) -> None:
     model = small_agent(algo, warmup=2, actor_lr=1e-4, critic_lr=1e-3)
     model.learn(2 * N_STEPS)  # warm-up only: fills the buffer, no gradient step yet
-    assert model._n_updates == 0
+    assert compat.update_count(model) == 0
     actor_before = [p.detach().clone() for p in model.actor.parameters()]
     critic_before = [p.detach().clone() for p in model.critic.parameters()]
     model.train(gradient_steps=2 if algo == "td3" else 1, batch_size=8)  # TD3 updates its actor every 2nd step
@@ -275,13 +285,23 @@ def test_make_agent_learns_toy_env(algo: str, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- callback
 
 
+def _tb_events(tb: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = [d for d in tb.iterdir() if d.is_dir()]
+    return EventAccumulator(str(run)).Reload()
+
+
 def test_callback_writes_episodes_tensorboard_checkpoints_and_stops(tmp_path: Path) -> None:
     run_dir, tb = tmp_path / "run", tmp_path / "tb"
     model = small_agent("ddpg", warmup=3, tensorboard_log=str(tb))
     bests: list[dict[str, Any]] = []
     callback = AMCCallback(8, run_dir, on_best=bests.append, checkpoint_every=3, progress=True,
                            hparams={"protocol.target": 0.5, "net": "toy", "arch": [1, 2]}, group_names=list("abcd"))
-    model.learn(20 * N_STEPS, callback=callback)  # more than needed: the callback stops after 8 episodes
+    assert isinstance(callback, CallbackList)
+    assert [type(c) for c in callback.callbacks] == [EpisodeLogCallback, TensorBoardCallback, BestPolicyCallback,
+                                                     ResumeCheckpointCallback, SaveAgentCallback]
+    model.learn(20 * N_STEPS, callback=callback, log_interval=None)  # more than needed: stops after 8 episodes
     rows = read_jsonl(run_dir / "episodes.jsonl")
     assert [r["episode"] for r in rows] == list(range(1, 9)) and model.num_timesteps == 8 * N_STEPS
     assert {"reward", "accuracy", "macs_ratio", "params_ratio", "keep_ratios", "channels", "seconds", "time",
@@ -289,17 +309,99 @@ def test_callback_writes_episodes_tensorboard_checkpoints_and_stops(tmp_path: Pa
     assert [r["best_reward"] for r in rows] == list(np.maximum.accumulate([r["reward"] for r in rows]))
     assert bests and [b["reward"] for b in bests] == sorted({r["best_reward"] for r in rows})
     assert callback.best["reward"] == rows[-1]["best_reward"]
-    assert list(tb.rglob("events.out.tfevents.*"))
-    assert (run_dir / "agent.zip").exists()
+    assert (run_dir / "agent.zip").exists() and (run_dir / "actor.safetensors").exists()
     state = json.loads((run_dir / "resume" / "state.json").read_text())
     assert state["episode"] == 8 and state["best"]["reward"] == callback.best["reward"]
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(next(tb.iterdir()))).Reload()
-    assert [e.step for e in events.Scalars("amc/episode_reward")] == list(range(1, 9))
-    assert [e.step for e in events.Scalars("amc/noise_sigma")] == list(range(1, 9))
+    events = _tb_events(tb)
+    scalars = set(events.Tags()["scalars"])
+    # the baselines' amc/* curves (same keys), the agent's noise, and SB3's own
+    assert {*SCALARS.values(), BEST_REWARD, "amc/noise_sigma", "rollout/ep_rew_mean", "time/fps", "train/actor_loss",
+            "train/critic_loss"} <= scalars
+    for tag in scalars:  # one axis: every record at an episode number, none at a timestep
+        steps = [e.step for e in events.Scalars(tag)]
+        assert steps == sorted(set(steps)) and set(steps) <= set(range(1, 9)), (tag, steps)
+    for tag in (*SCALARS.values(), BEST_REWARD, "amc/noise_sigma", "rollout/ep_rew_mean", "time/fps"):
+        assert [e.step for e in events.Scalars(tag)] == list(range(1, 9)), tag
+    # SB3 trains once num_timesteps > learning_starts (3 episodes), so after episodes 4..7 (the stop at episode 8
+    # skips its training); the losses are at the episode they were trained after
+    assert [e.step for e in events.Scalars("train/critic_loss")] == list(range(4, 8))
+    assert [e.value for e in events.Scalars("amc/episode_reward")] == pytest.approx([r["reward"] for r in rows])
     assert len(events.Images("amc/best_keep_ratios")) == len(bests)
+
+
+def test_sb3s_own_periodic_dumps_land_on_the_episode_axis_too(tmp_path: Path) -> None:
+    tb = tmp_path / "tb"
+    model = small_agent("td3", warmup=2, tensorboard_log=str(tb))
+    model.learn(10 * N_STEPS, callback=AMCCallback(10, tmp_path / "run", progress=False), log_interval=4)
+    events = _tb_events(tb)
+    for tag in events.Tags()["scalars"]:
+        assert {e.step for e in events.Scalars(tag)} <= set(range(1, 11)), tag  # never timesteps (up to 40)
+
+
+def test_role_callbacks_work_on_their_own(tmp_path: Path) -> None:
+    log = EpisodeLog(tmp_path, method="amc", total=5, progress=False, tensorboard=False)
+    bests: list[float] = []
+    callbacks = CallbackList([EpisodeLogCallback(log, 5), BestPolicyCallback(log, lambda row: bests.append(row["reward"])),
+                              ResumeCheckpointCallback(tmp_path, log, every=2)])
+    model = small_agent("ddpg", warmup=2)
+    model.learn(5 * N_STEPS, callback=callbacks)
+    log.close()
+    rows = read_jsonl(tmp_path / "episodes.jsonl")
+    assert [r["episode"] for r in rows] == [1, 2, 3, 4, 5] and bests == sorted(set(bests)) and bests[-1] == log.best_reward
+    assert json.loads((tmp_path / "resume" / "state.json").read_text())["episode"] == 5
+    assert not (tmp_path / "agent.zip").exists()  # no SaveAgentCallback, no saving
+
+
+# ---------------------------------------------------------------- actor files
+
+
+class BoundedToyEnv(ToyPruningEnv):
+    """The toy env with the keep-ratio bounds of ChannelPruningEnv."""
+
+    lbound, rbound = 0.2, 0.9
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "td3", "sac"])
+def test_saved_actor_reproduces_the_agents_deterministic_action_without_sb3(algo: str, tmp_path: Path) -> None:
+    model = make_agent(algo, BoundedToyEnv(), episode_length=N_STEPS, warmup_episodes=1, net_arch=(16, 8),
+                       replay_episodes=10, batch_size=4)
+    model.learn(3 * N_STEPS)  # trained a little: weights differ from the initialisation
+    fields = ("t", "a_prev", "bias")
+    meta_path = save_actor(model, tmp_path, obs_fields=fields)
+    meta = json.loads(meta_path.read_text())
+    assert (meta["algo"], meta["net_arch"], meta["activation"], meta["output_activation"]) == (algo, [16, 8], "ReLU", "tanh")
+    assert meta["observation"] == {"size": 3, "fields": list(fields)}
+    assert (meta["action"]["low"], meta["action"]["high"]) == ([-1.0], [1.0])
+    assert (meta["keep_ratio"]["lbound"], meta["keep_ratio"]["rbound"]) == (0.2, 0.9)  # read from the env
+
+    actor = load_actor(tmp_path)
+    assert isinstance(actor, torch.nn.Module) and not actor.training
+    obs = np.random.default_rng(0).uniform(0, 1, (32, 3)).astype(np.float32)
+    action, _ = model.predict(obs, deterministic=True)
+    with torch.no_grad():
+        ours = actor(torch.from_numpy(obs)).numpy()
+    assert ours.shape == (32, 1) and np.abs(ours).max() <= 1.0 and ours.std() > 0
+    np.testing.assert_allclose(ours, model.policy.scale_action(action), atol=1e-6)
+
+
+def test_load_actor_refuses_bad_files(tmp_path: Path) -> None:
+    model = small_agent("td3")
+    save_actor(model, tmp_path)
+    meta_path = tmp_path / "actor.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["keep_ratio"] is None and meta["observation"]["fields"] is None  # the toy env has no bounds
+    meta_path.write_text(json.dumps({**meta, "activation": "os.system"}))
+    with pytest.raises(ValueError, match=r"activation 'os.system'; expected one of \['ELU'"):
+        load_actor(tmp_path)
+    meta_path.write_text(json.dumps({**meta, "net_arch": [16, 8]}))
+    with pytest.raises(ValueError, match=r"does not match .*net_arch \[16, 8\]"):
+        load_actor(tmp_path)
+    (tmp_path / "actor.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="actor.safetensors"):
+        load_actor(tmp_path)
+    with pytest.raises(ValueError, match="2 observation field names for an observation of size 3"):
+        save_actor(model, tmp_path, obs_fields=["a", "b"])
 
 
 # ---------------------------------------------------------------- resume
@@ -310,7 +412,7 @@ def test_resume_continues_counters_buffer_and_best(tmp_path: Path) -> None:
     first = small_agent("ddpg", warmup=2, seed=3)
     cb1 = AMCCallback(10, run_dir, checkpoint_every=3, progress=False)
     first.learn(6 * N_STEPS, callback=cb1)  # interrupted after 6 of 10 episodes
-    assert cb1.episode == 6 and first._n_updates > 0
+    assert cb1.episode == 6 and compat.update_count(first) > 0
     with (run_dir / "episodes.jsonl").open("a") as f:  # an episode run after the checkpoint, then killed
         f.write(json.dumps({"episode": 7, "reward": 1.0}) + "\n")
 
@@ -318,7 +420,7 @@ def test_resume_continues_counters_buffer_and_best(tmp_path: Path) -> None:
     state = load_resume_state(fresh, run_dir)
     assert state["episode"] == 6 and state["best"] == cb1.best
     assert fresh.num_timesteps == first.num_timesteps == 6 * N_STEPS
-    assert fresh._n_updates == first._n_updates and fresh._episode_num == 6
+    assert compat.update_count(fresh) == compat.update_count(first) and compat.episode_count(fresh) == 6
     for name in ("observations", "next_observations", "actions", "rewards", "dones"):
         assert np.array_equal(getattr(fresh.replay_buffer, name), getattr(first.replay_buffer, name)), name
     assert (fresh.replay_buffer.pos, fresh.replay_buffer.baseline) == (first.replay_buffer.pos, first.replay_buffer.baseline)

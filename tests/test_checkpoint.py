@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from amc.checkpoint import CheckpointError, file_checksum, load_checkpoint, read_checkpoint, save_checkpoint
-from amc.models import build_model
+from amc.models import TargetNotAllowedError, build_model, check_target
 
 SPEC = {"target": "resnet20", "in_channels": 1, "num_classes": 7, "kwargs": {}}
 
@@ -140,3 +141,148 @@ def test_torch_save_pickles_are_never_unpickled(
         load_checkpoint(evil)
     assert not marker.exists()
     load_checkpoint(saved)  # a real checkpoint still loads with pickle disabled
+
+
+# --- a checkpoint's metadata never chooses code to run --------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _malicious(model: nn.Module, path: Path, marker: Path, in_channels: int = 1, num_classes: int = 7) -> Path:
+    """A checkpoint whose recipe calls logging.basicConfig, which would create (or empty) ``marker``."""
+    spec = {"target": "logging.basicConfig", "in_channels": in_channels, "num_classes": num_classes,
+            "kwargs": {"filename": str(marker), "filemode": "w", "force": True}}
+    return save_checkpoint(model, path, model_spec=spec)
+
+
+def test_checkpoint_naming_any_function_is_refused_before_import(
+    trained: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = _malicious(trained, tmp_path / "evil.safetensors", marker)
+    monkeypatch.setattr(importlib, "import_module", _forbid_import)  # the refusal comes before any import
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(evil)
+    message = str(e.value)
+    assert str(evil) in message and "logging.basicConfig" in message
+    assert "resnet20" in message and "mobilenet_v2" in message  # the zoo names
+    assert "model_allow=[logging]" in message  # how to allow it
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):  # an unrelated allowed prefix does not help
+        load_checkpoint(evil, allow=["tests.helpers"])
+    assert not marker.exists()
+
+
+def _forbid_import(name: str, package: str | None = None) -> object:
+    raise AssertionError(f"imported {name} for a refused checkpoint")
+
+
+@pytest.mark.parametrize(
+    ("allow", "allowed"),
+    [(["tests.helpers"], True), (["tests"], True), (["tests.helpers.tiny_net"], True), ([], False),
+     (["tests.help"], False), (["tests.helpers.tiny"], False), (["helpers"], False), (["amc.models"], False)],
+)
+def test_allowed_import_paths_match_whole_components(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allow: list[str], allowed: bool
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # make the tests folder importable as ``tests``
+    model = build_model("tests.helpers.tiny_net", in_channels=2, num_classes=3, allow=["tests.helpers"])
+    spec = {"target": "tests.helpers.tiny_net", "in_channels": 2, "num_classes": 3, "kwargs": {"width": 4}}
+    path = save_checkpoint(model, tmp_path / "tiny.safetensors", model_spec=spec)
+    if not allowed:
+        with pytest.raises(CheckpointError, match=r"model_allow=\[tests\.helpers\]"):
+            load_checkpoint(path, allow=allow)
+        return
+    loaded, loaded_spec = load_checkpoint(path, allow=allow)
+    assert loaded_spec == spec
+    x = torch.randn(2, 2, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_check_target_prefix_rules() -> None:
+    for zoo in ("resnet20", "amc.models.resnet20", "amc.models.resnet.resnet20"):  # zoo spellings need no allowance
+        check_target(zoo)
+    check_target("pkg.models.resnet.make", ["pkg.models"])
+    check_target("pkg.models", ["pkg.models"])
+    for target, allow in [("pkg.modelsX.f", ["pkg.models"]), ("pkg.f", ["pkg.models"]), ("os.system", []),
+                          ("resnet21", ["resnet"]), ("pkg..f", ["pkg"]), ("pkg.models-1.f", ["pkg"]),
+                          ("amc.models.resnet.CifarResNet", []), ("amc.models.build_model", [])]:
+        with pytest.raises(TargetNotAllowedError, match=re.escape(repr(target))):
+            check_target(target, allow)
+    with pytest.raises(TypeError, match="list"):
+        check_target("pkg.f", "pkg")  # a bare string would allow by accident
+    with pytest.raises(ValueError, match="dotted import path"):
+        check_target("pkg.f", ["pkg.*"])
+    with pytest.raises(TargetNotAllowedError):
+        build_model("math.sqrt", in_channels=3, num_classes=10)  # the library default allows the zoo only
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"target": ["resnet20"], "in_channels": 1, "num_classes": 7},
+     {"target": "resnet20", "in_channels": "1", "num_classes": 7},
+     {"target": "resnet20", "in_channels": 1, "num_classes": 0},
+     {"target": "resnet20", "in_channels": 1, "num_classes": 7, "kwargs": {"allow": ["logging"]}},
+     {"target": "resnet20", "in_channels": 1, "num_classes": 7, "kwargs": [1]}],
+    ids=["target-list", "channels-str", "zero-classes", "kwargs-allow", "kwargs-list"],
+)
+def test_malformed_model_spec_is_a_checkpoint_error(trained: nn.Module, tmp_path: Path, spec: dict) -> None:
+    path = save_checkpoint(trained, tmp_path / "m.safetensors", model_spec=spec)
+    with pytest.raises(CheckpointError, match=_escaped(path)):
+        load_checkpoint(path, allow=["logging"])
+
+
+def _prune_cfg(checkpoint: Path, *overrides: str):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        return compose(config_name="prune", overrides=[
+            "data=synthetic", f"checkpoint={checkpoint}", "device=cpu", "calibration.num_images=16",
+            "calibration.batch_size=16", "bn_recalibration.num_batches=1", "bn_recalibration.batch_size=32",
+            "latency.repeats=1", "latency.warmup=1", "target_macs_ratio=0.6", *overrides,
+        ])
+
+
+def test_prune_refuses_a_malicious_checkpoint_and_runs_an_allowed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amc.prune import run
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    marker = tmp_path / "pwned"
+    model = build_model("tests.helpers.tiny_net", in_channels=3, num_classes=4, allow=["tests"])  # synthetic data
+    evil = _malicious(model, tmp_path / "evil.safetensors", marker, in_channels=3, num_classes=4)
+    with pytest.raises(CheckpointError, match=r"logging\.basicConfig.*model_allow=\[logging\]"):
+        run(_prune_cfg(evil), tmp_path / "out")
+    assert not marker.exists()
+
+    spec = {"target": "tests.helpers.tiny_net", "in_channels": 3, "num_classes": 4, "kwargs": {}}
+    tiny = save_checkpoint(model, tmp_path / "tiny.safetensors", model_spec=spec)
+    with pytest.raises(CheckpointError, match=r"model_allow=\[tests\.helpers\]"):
+        run(_prune_cfg(tiny), tmp_path / "refused")
+    rows = run(_prune_cfg(tiny, "model_allow=[tests.helpers]"), tmp_path / "allowed")
+    assert [r["variant"] for r in rows][0] == "original" and len(rows) == 4
+    assert all(r["macs"] <= 0.6 * rows[0]["macs"] for r in rows[1:])
+    assert not marker.exists()
+
+
+# --- non-finite weights ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "value"), [("conv1.weight", float("nan")), ("layers.3.bn2.running_var", float("inf")),
+                                             ("fc.bias", float("-inf"))])
+def test_checkpoint_with_non_finite_weights_is_rejected(trained: nn.Module, tmp_path: Path, name: str,
+                                                        value: float) -> None:
+    with torch.no_grad():
+        trained.state_dict()[name].view(-1)[0] = value
+    path = save_checkpoint(trained, tmp_path / "bad.safetensors", model_spec=SPEC)
+    with pytest.raises(CheckpointError, match=rf"{_escaped(path)}.*{re.escape(repr(name))}.*NaN/Inf"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_trained_from_conf_model_load_without_allowance(trained: nn.Module, tmp_path: Path) -> None:
+    spec = {**SPEC, "target": "amc.models.resnet20"}  # what conf/model/resnet20.yaml records in every trained model
+    path = save_checkpoint(trained, tmp_path / "m.safetensors", model_spec=spec)
+    model, loaded = load_checkpoint(path)
+    assert loaded == spec and type(model) is type(trained)

@@ -35,7 +35,7 @@ def test_build_model_passes_kwargs() -> None:
 
 def test_build_model_from_import_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO_ROOT))  # make the tests folder importable as ``tests``
-    model = build_model("tests.helpers.tiny_net", in_channels=2, num_classes=5)
+    model = build_model("tests.helpers.tiny_net", in_channels=2, num_classes=5, allow=["tests.helpers"])
     assert model(torch.randn(3, 2, 9, 9)).shape == (3, 5)
     assert resolve_target("amc.models.resnet.resnet20") is resnet20
     assert resolve_target("resnet20") is resnet20
@@ -51,9 +51,9 @@ def test_unknown_model_raises_value_error_naming_it(target: str) -> None:
 
 def test_builder_with_wrong_signature_or_result() -> None:
     with pytest.raises(TypeError, match="math.sqrt"):
-        build_model("math.sqrt", in_channels=3, num_classes=10)  # does not take in_channels
+        build_model("math.sqrt", in_channels=3, num_classes=10, allow=["math"])  # does not take in_channels
     with pytest.raises(TypeError, match="expected an nn.Module"):
-        build_model("builtins.dict", in_channels=3, num_classes=10)
+        build_model("builtins.dict", in_channels=3, num_classes=10, allow=["builtins"])
 
 
 def test_torchvision_models_when_available() -> None:
@@ -63,4 +63,4 @@ def test_torchvision_models_when_available() -> None:
     assert isinstance(model, nn.Module)
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
     with pytest.raises(TypeError, match="in_channels"):
-        build_model("torchvision.models.resnet18", in_channels=3, num_classes=7)
+        build_model("torchvision.models.resnet18", in_channels=3, num_classes=7, allow=["torchvision.models"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,90 @@ def test_plan_with_invalid_groups_raises_plan_error(saved, tmp_path: Path, edit)
     path.write_text(json.dumps(raw))
     with pytest.raises(PlanError, match="group"):
         rebuild_pruned(base, PruningPlan.load(path))
+
+
+# --- plans that contradict themselves, files that are not UTF-8 JSON, non-finite weights, names from files ----------
+
+
+def _edited_plan(directory: Path, tmp_path: Path, edit) -> Path:
+    raw = json.loads((directory / "plan.json").read_text())
+    edit(raw)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [(lambda g: g.update(keep_ratio=g["keep_ratio"] + 0.1), r"keep_ratio .* disagrees with kept_channels/channels"),
+     (lambda g: g.update(keep_ratio=1.0), "disagrees"),
+     (lambda g: g.update(kept_indices=g["kept_indices"][:-1]), r"needs kept_channels=\d+ distinct kept_indices"),
+     (lambda g: g.update(kept_channels=g["kept_channels"] - 1, kept_indices=g["kept_indices"][:-1]), "disagrees"),
+     (lambda g: g.update(keep_ratio="0.5"), "disagrees"),
+     (lambda g: g.update(channels=0), "channels must be a positive int")],
+    ids=["ratio-off", "ratio-one", "indices-short", "count-and-indices-without-ratio", "ratio-str", "no-channels"],
+)
+def test_plan_whose_keep_ratios_disagree_with_kept_indices_is_rejected(saved, tmp_path: Path, edit, message) -> None:
+    *_, directory = saved
+    path = _edited_plan(directory, tmp_path, lambda raw: edit(raw["groups"][2]))
+    with pytest.raises(PlanError, match=rf"{re.escape(str(path))}: plan group 2 .*{message}"):
+        PruningPlan.load(path)
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe{\x00}\x00", "{\"format\": \"amc-plan/1\", \"x\": \"\xe9\"}".encode("latin-1"),
+                                     b"\x00\x01\x02"], ids=["utf16", "latin1", "binary"])
+def test_plan_file_that_is_not_utf8_json_raises_plan_error(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "plan.json"
+    path.write_bytes(payload)
+    with pytest.raises(PlanError, match=rf"{re.escape(str(path))} is not a valid amc plan \(not UTF-8 JSON"):
+        PruningPlan.load(path)
+
+
+def test_plan_with_the_wrong_number_of_groups_names_both_counts(saved, tmp_path: Path) -> None:
+    base, net, *_, directory = saved
+    path = _edited_plan(directory, tmp_path, lambda raw: raw.update(groups=raw["groups"][:5]))
+    plan = PruningPlan.load(path)  # consistent on its own
+    with pytest.raises(PlanError, match=f"plan has 5 groups, the model has {net.num_groups}"):
+        rebuild_pruned(base, plan)
+    with pytest.raises(PlanError, match=f"plan has 5 groups, the model has {net.num_groups}"):
+        check_plan(plan, net, model_checksum(base))
+
+
+def test_pruned_weights_with_nan_are_rejected(saved, tmp_path: Path) -> None:
+    base, net, kept, pruned, plan, _ = saved
+    with torch.no_grad():
+        pruned.layers[2].conv2.weight.view(-1)[3] = float("nan")
+    save_pruned(pruned, plan, tmp_path / "nan")
+    with pytest.raises(CheckpointError, match=r"pruned weights .*nan.*'layers\.2\.conv2\.weight'.*NaN/Inf"):
+        load_pruned(tmp_path / "nan")
+
+
+def _tiny_pruned(tmp_path: Path, target: str, kwargs: dict) -> Path:
+    """A tiny_net base saved under ``target`` (with recipe ``kwargs``), pruned and saved with its plan."""
+    torch.manual_seed(0)
+    base = build_model("tests.helpers.tiny_net", in_channels=3, num_classes=4, allow=["tests.helpers"]).eval()
+    spec = {"target": target, "in_channels": 3, "num_classes": 4, "kwargs": kwargs}
+    checkpoint = save_checkpoint(base, tmp_path / "base.safetensors", model_spec=spec)
+    net = PrunableNetwork(base, INPUT)
+    kept = select_channels(net, net.channel_counts([0.5] * net.num_groups))
+    plan = make_plan(net, kept, base_model={**spec, "checksum": model_checksum(base), "checkpoint": str(checkpoint)})
+    save_pruned(prune_copy(net, kept), plan, tmp_path / "pruned")
+    return tmp_path / "pruned"
+
+
+def test_load_pruned_resolves_the_base_model_only_under_allow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # ``tests`` importable
+    directory = _tiny_pruned(tmp_path / "ok", "tests.helpers.tiny_net", {})
+    with pytest.raises(CheckpointError, match=r"refused.*model_allow=\[tests\.helpers\]"):
+        load_pruned(directory)
+    model = load_pruned(directory, allow=["tests.helpers"])
+    assert model(torch.randn(2, *INPUT[1:])).shape == (2, 4)
+
+    marker = tmp_path / "pwned"  # a plan whose base checkpoint names logging.basicConfig
+    evil = _tiny_pruned(tmp_path / "evil", "logging.basicConfig",
+                        {"filename": str(marker), "filemode": "w", "force": True})
+    with pytest.raises(CheckpointError, match=r"logging\.basicConfig"):
+        load_pruned(evil)
+    with pytest.raises(CheckpointError, match=r"logging\.basicConfig"):
+        load_pruned(evil, allow=["tests.helpers"])
+    assert not marker.exists()

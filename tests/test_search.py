@@ -216,6 +216,18 @@ def test_resume_after_a_kill_drops_episodes_past_the_checkpoint(checkpoint: Path
     assert row["best_reward"] == max(r["reward"] for r in rows)
 
 
+def test_resume_drops_a_truncated_last_line_of_the_episode_log(checkpoint: Path, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "run"
+    run(_cfg(checkpoint, "episodes=4", "checkpoint_every=2"), out)
+    with (out / "episodes.jsonl").open("a") as f:
+        f.write('{"episode": 5, "reward": 0.12, "accur')  # killed while writing episode 5
+    (out / "summary.json").unlink()
+    run(_cfg(checkpoint, "episodes=6", "checkpoint_every=2", f"resume={out}"), out)
+    assert [r["episode"] for r in _episodes(out)] == list(range(1, 7))
+    assert "partial record" in caplog.text
+
+
 def test_resume_of_a_random_search(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(_cfg(checkpoint, "method=random", "episodes=2"), out)

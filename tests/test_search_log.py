@@ -1,4 +1,4 @@
-"""EpisodeLog: the episodes file, best so far, and progress lines in the log when the progress bar is off."""
+"""EpisodeLog: the episodes file (also after a kill mid-write), best so far, progress lines, TensorBoard curves."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amc.search_log import EpisodeLog
+from amc.search_log import BEST_IMAGE, BEST_REWARD, SCALARS, EpisodeLog
 
 
 def test_progress_is_logged_every_5_percent_without_the_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -33,3 +33,65 @@ def test_no_progress_lines_with_the_bar(tmp_path: Path, caplog: pytest.LogCaptur
             log.record({"reward": r})
     log.close()
     assert not caplog.records and log.best["episode"] == 4
+
+
+def _write_log(tmp_path: Path, rewards: list[float]) -> EpisodeLog:
+    log = EpisodeLog(tmp_path, method="random", total=10, progress=False, tensorboard=False)
+    for r in rewards:
+        log.record({"reward": r, "keep_ratios": [0.5]})
+    log.close()
+    return log
+
+
+@pytest.mark.parametrize("how", ["restore", "resume_from_file"])
+def test_a_partial_last_line_is_dropped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                       how: str) -> None:
+    _write_log(tmp_path, [0.1, 0.3, 0.2])
+    path = tmp_path / "episodes.jsonl"
+    complete = path.read_text()
+    with path.open("a") as f:  # killed while writing episode 4
+        f.write('{"episode": 4, "reward": 0.9, "keep_rat')
+    log = EpisodeLog(tmp_path, method="random", total=10, progress=False, tensorboard=False)
+    with caplog.at_level(logging.WARNING, logger="amc.search_log"):
+        if how == "restore":
+            log.restore(3, {"episode": 2, "reward": 0.3})
+        else:
+            log.resume_from_file()
+    assert [r.getMessage() for r in caplog.records if "dropping its last line 4" in r.getMessage()]
+    assert str(path) in caplog.records[0].getMessage() and "partial" in caplog.records[0].getMessage()
+    assert path.read_text() == complete  # the partial line is gone, the complete ones are byte-identical
+    assert (log.episode, log.best["episode"], log.best_reward) == (3, 2, 0.3)
+    log.record({"reward": 0.25})
+    log.close()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["episode"] for r in rows] == [1, 2, 3, 4] and rows[-1]["reward"] == 0.25
+
+
+def test_an_unreadable_line_before_the_last_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    _write_log(tmp_path, [0.1, 0.3, 0.2])
+    path = tmp_path / "episodes.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:20]
+    path.write_text("\n".join(lines) + "\n")
+    log = EpisodeLog(tmp_path, method="random", total=10, progress=False, tensorboard=False)
+    with pytest.raises(ValueError, match=rf"{path.name}, line 2: unreadable episode record"):
+        log.resume_from_file()
+    with pytest.raises(ValueError, match="line 2"):
+        log.restore(3, None)
+    assert path.read_text().splitlines() == lines  # left as it was
+    log.close()
+
+
+def test_baselines_write_the_agents_tensorboard_curves_on_the_episode_axis(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = EpisodeLog(tmp_path, method="random", total=5, progress=False, tensorboard=True, group_names=["a", "b"])
+    rewards = [0.2, 0.1, 0.4, 0.3, 0.5]
+    for r in rewards:
+        log.record({"reward": r, "accuracy": r, "macs_ratio": 0.5, "params_ratio": 0.6, "keep_ratios": [0.5, r]})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tb" / "random")).Reload()
+    assert set(events.Tags()["scalars"]) == set(SCALARS.values()) | {BEST_REWARD}
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("amc/episode_reward")] == list(zip(range(1, 6), rewards))
+    assert [e.value for e in events.Scalars(BEST_REWARD)] == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.5])
+    assert [e.step for e in events.Images(BEST_IMAGE)] == [1, 3, 5]  # the new bests

@@ -1,12 +1,15 @@
 """The model zoo; every builder takes ``in_channels`` and ``num_classes``.
 
-Any other ``nn.Module`` factory can be named by its import path (``package.module.function``).
+Zoo builders are named ``resnet20`` or ``amc.models.resnet20`` (or their defining path). Other ``nn.Module``
+factories are named by import path (``package.module.function``) and are imported only when the caller allows them:
+``allow`` lists module or attribute prefixes, matched on whole dotted components. A name read from a file
+(checkpoint, plan) must never choose code to run unless the user said so.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -25,13 +28,70 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v2": mobilenet_v2,
 }
 
-__all__ = ["ZOO", "build_model", "resolve_target", *ZOO]
+# Every spelling of a zoo builder a config or checkpoint uses: ``resnet20``, ``amc.models.resnet20`` (conf/model/*.yaml,
+# so every trained checkpoint) and its defining path ``amc.models.resnet.resnet20``. A dict lookup, never an import.
+_ZOO_PATHS: dict[str, Callable[..., nn.Module]] = {
+    spelling: fn
+    for name, fn in ZOO.items()
+    for spelling in (name, f"{__name__}.{name}", f"{fn.__module__}.{fn.__qualname__}")
+}
+
+__all__ = ["ZOO", "TargetNotAllowedError", "build_model", "check_target", "resolve_target", *ZOO]
 
 
-def resolve_target(target: str) -> Callable[..., Any]:
-    """Import ``package.module.attr`` (or a zoo name) without evaluating any code string."""
-    if target in ZOO:
-        return ZOO[target]
+class TargetNotAllowedError(ValueError):
+    """A model name is neither a zoo name nor under an import path the caller allowed."""
+
+
+def _components(name: str, what: str) -> list[str]:
+    parts = name.split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise ValueError(f"{what} {name!r} is not a dotted import path such as 'pkg.module' or 'pkg.module.fn'")
+    return parts
+
+
+def _is_allowed(target: str, allow: Sequence[str]) -> bool:
+    """``target`` is a zoo name or starts with one of ``allow`` on whole dotted components; nothing is imported."""
+    if target in _ZOO_PATHS:
+        return True
+    parts = target.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return False
+    for prefix in allow:
+        if not isinstance(prefix, str):
+            raise TypeError(f"allow entries must be import prefixes (str), got {prefix!r}")
+        p = _components(prefix, "allowed model prefix")
+        if parts[: len(p)] == p:
+            return True
+    return False
+
+
+def check_target(target: object, allow: Sequence[str] = ()) -> None:
+    """Refuse ``target`` unless it is a zoo name or under an ``allow`` prefix, saying how to allow it.
+
+    ``allow=["pkg.models"]`` allows ``pkg.models.resnet.make`` but not ``pkg.modelsX.f``. Nothing is imported.
+    """
+    if isinstance(allow, str):
+        raise TypeError(f"allow must be a list of import prefixes, not the string {allow!r}; use [{allow!r}]")
+    if isinstance(target, str) and _is_allowed(target, allow):
+        return
+    module = target.rpartition(".")[0] if isinstance(target, str) else ""
+    how = (f"if you trust it, allow it with model_allow=[{module}] on the command line or in the config "
+           f"(allow=[{module!r}] in Python)" if module else "use a zoo name or an allowed import path 'pkg.module.fn'")
+    allowed = f" (allowed: {list(allow)})" if allow else ""
+    raise TargetNotAllowedError(
+        f"model {target!r} is neither a zoo model ({', '.join(ZOO)}, also as amc.models.<name>) nor under an allowed "
+        f"import path{allowed}; {how}")
+
+
+def resolve_target(target: str, *, allow: Sequence[str] = ()) -> Callable[..., Any]:
+    """A zoo builder, or the attribute ``package.module.attr`` if it is under an ``allow`` prefix.
+
+    The check comes before any import, so a refused name runs no module code. No code string is evaluated.
+    """
+    check_target(target, allow)
+    if target in _ZOO_PATHS:
+        return _ZOO_PATHS[target]
     module_name, _, attr = target.rpartition(".")
     if not module_name:
         raise ValueError(f"unknown model {target!r}: use a zoo name ({', '.join(ZOO)}) or an import path 'pkg.module.fn'")
@@ -44,9 +104,9 @@ def resolve_target(target: str) -> Callable[..., Any]:
     return getattr(module, attr)
 
 
-def build_model(target: str, *, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build a model by zoo name or import path; the builder must accept in_channels and num_classes."""
-    fn = resolve_target(target)
+def build_model(target: str, *, in_channels: int, num_classes: int, allow: Sequence[str] = (), **kwargs: Any) -> nn.Module:
+    """Build a model by zoo name or allowed import path; the builder must accept in_channels and num_classes."""
+    fn = resolve_target(target, allow=allow)
     try:
         model = fn(in_channels=in_channels, num_classes=num_classes, **kwargs)
     except TypeError as e:

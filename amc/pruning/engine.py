@@ -1,7 +1,8 @@
-"""One prune: keep ratios -> channel selection -> surgery on a copy -> reconstruction -> BN recalibration."""
+"""One prune: channel counts -> channel selection -> surgery on a copy -> reconstruction -> BN recalibration."""
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ class PruneResult:
 
 
 class PruningEngine:
-    """Applies per-group keep ratios to copies of ``net.model``; the original is never modified."""
+    """Applies per-group channel counts (or keep ratios, rounded) to copies of ``net.model``; the original is never modified."""
 
     def __init__(
         self,
@@ -52,11 +53,28 @@ class PruningEngine:
         self.bn_data, self.bn_batches, self.bn_batch_size, self.device = bn_data, bn_batches, bn_batch_size, device
 
     def prune(self, keep_ratios: Sequence[float]) -> PruneResult:
-        """Select channels by the criterion and prune; keep ratios are rounded to channel counts first."""
-        counts = self.net.channel_counts(keep_ratios)
+        """Round keep ratios to channel counts (``net.channel_counts``) and prune to them (``prune_counts``)."""
+        return self.prune_counts(self.net.channel_counts(keep_ratios))
+
+    def prune_counts(self, counts: Sequence[int]) -> PruneResult:
+        """Select ``counts[i]`` channels of group i by the criterion and prune: the engine's entry point, no rounding."""
+        counts = self.check_counts(counts)
         start = time.perf_counter()
         kept = select_channels(self.net, counts, self.selection)
         return self.prune_kept(kept, counts, select_seconds=time.perf_counter() - start)
+
+    def check_counts(self, counts: Sequence[int]) -> list[int]:
+        """``counts`` as a list of ints, one per group with 1 <= count <= the group's channels, or a ValueError."""
+        groups = self.net.groups
+        if isinstance(counts, (str, bytes)) or len(counts) != len(groups):
+            raise ValueError(f"got {len(counts)} channel counts for {len(groups)} prunable groups")
+        checked = []
+        for i, (n, g) in enumerate(zip(counts, groups)):
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= g.channels:
+                raise ValueError(f"channel count of group {i} ({g.root}) is {n!r}; expected an integer in "
+                                 f"[1, {g.channels}]")
+            checked.append(int(n))
+        return checked
 
     def prune_kept(self, kept: Sequence[torch.Tensor], counts: Sequence[int] | None = None, *,
                    select_seconds: float = 0.0) -> PruneResult:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
+from amc.compat import dependency_groups
 from amc.measure.macs import LayerCost, layer_costs
 
 log = logging.getLogger(__name__)
@@ -97,18 +97,16 @@ class PrunableNetwork:
         layer_order = list(self.costs)
         output_layer = layer_order[-1]  # the classifier: its outputs (the classes) are never pruned
         ignored = [self.modules[output_layer], *(self.modules[n] for n in exclude)]
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(model, torch.randn(self.input_shape, device=device), verbose=False)
         name_of = {m: n for n, m in self.modules.items()}
         raw = []
-        for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear)):
+        for group in dependency_groups(model, torch.randn(self.input_shape, device=device), ignored_layers=ignored,
+                                       root_module_types=(nn.Conv2d, nn.Linear)):
             members = []
-            for item in group.items:
-                module = item.dep.target.module
-                if not isinstance(module, nn.Module) or module not in name_of:
+            for item in group:
+                if not isinstance(item.module, nn.Module) or item.module not in name_of:
                     continue  # functional ops (add, cat) carry no weights
-                dim = "out" if graph.is_out_channel_pruning_fn(item.dep.handler) else "in"
-                members.append(GroupMember(name_of[module], dim, item.dep.handler, tuple(item.idxs), tuple(item.root_idxs)))
+                dim = "out" if item.prunes_out_channels else "in"
+                members.append(GroupMember(name_of[item.module], dim, item.handler, item.idxs, item.root_idxs))
             raw.append(members)
         order = {n: i for i, n in enumerate(layer_order)}
         # the root is the group's first producing layer in forward order; groups follow their roots

@@ -1,7 +1,8 @@
-"""Uniform pruning: the single keep ratio for all groups that meets a MACs target."""
+"""Uniform pruning at a MACs target: thin wrappers over the one heuristic solver (``amc.heuristics``)."""
 
 from __future__ import annotations
 
+from amc.heuristics import HeuristicPolicy, solve_heuristic
 from amc.pruning.groups import PrunableNetwork
 
 
@@ -11,23 +12,21 @@ def smallest_macs_ratio(net: PrunableNetwork, lbound: float = 0.0) -> float:
     return net.predict_macs(counts) / net.original_macs
 
 
-def uniform_keep_ratio(net: PrunableNetwork, target_macs_ratio: float, *, iterations: int = 40) -> float:
-    """Largest uniform keep ratio whose rounded channel counts give MACs <= target * original MACs."""
+def solve_uniform(net: PrunableNetwork, target_macs_ratio: float, *, lbound: float = 0.0) -> HeuristicPolicy:
+    """The uniform policy with the largest keep ratio whose rounded channel counts give MACs <= target * original."""
     if not 0.0 < target_macs_ratio <= 1.0:
         raise ValueError(f"target_macs_ratio must be in (0, 1], got {target_macs_ratio}")
-    floor = smallest_macs_ratio(net)
+    floor = smallest_macs_ratio(net, lbound)
     if floor > target_macs_ratio:
+        at = f"lbound={lbound}" if lbound > 0 else f"one channel per group (round_to={net.round_to})"
         raise ValueError(
-            f"target_macs_ratio {target_macs_ratio} is unreachable for this model: keeping one channel per group "
-            f"(round_to={net.round_to}) still leaves {floor:.4f} of the MACs (unprunable layers)"
+            f"target_macs_ratio {target_macs_ratio} is unreachable for this model: keeping {at} still leaves "
+            f"{floor:.4f} of the MACs (unprunable layers)"
         )
-    lo, hi = 1e-9, 1.0
-    if net.predict_macs(net.channel_counts([hi] * net.num_groups)) <= target_macs_ratio * net.original_macs:
-        return hi
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        if net.predict_macs(net.channel_counts([mid] * net.num_groups)) <= target_macs_ratio * net.original_macs:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return solve_heuristic(net, "uniform", cost=net.predict_macs, limit=target_macs_ratio * net.original_macs,
+                           lbound=lbound)
+
+
+def uniform_keep_ratio(net: PrunableNetwork, target_macs_ratio: float) -> float:
+    """Largest uniform keep ratio whose rounded channel counts give MACs <= target * original MACs."""
+    return solve_uniform(net, target_macs_ratio).keep_ratios[0]
