@@ -1,0 +1,237 @@
+"""Apply a learned policy to a network: ``python -m amc.apply checkpoint=<model> agent_run=<search run dir>``.
+
+Three sources of a policy, one run dir like a search's (``best/``, ``best_plan.json``, ``summary.json``,
+``comparison.md`` with uniform at the same budget, ``episodes.jsonl``, TensorBoard):
+
+- ``agent_run=<search run dir>``: the trained actor (``actor.safetensors`` + ``actor.json``, nothing unpickled) runs
+  deterministically over the new network's groups; the observation is width- and depth-independent, so no retraining
+  is needed. The budget wall for ``protocol.target`` holds as in the search (default: the agent's own target).
+  ``refine_episodes=N`` then trains the loaded agent on the new network for N more episodes (no warm-up, noise
+  ``refine_sigma``) and keeps the best policy seen, the zero-shot one included.
+- ``plan=<plan.json>``: a plan's channel counts on a checkpoint of the same architecture with other weights; groups
+  are matched by structure and channels re-selected on the new weights.
+- ``policy=uniform|deep|shallow``: a hand-made baseline through the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from stable_baselines3.common.callbacks import CallbackList
+
+from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_actor, load_policy_weights, make_agent
+from amc.cli import PreflightCallback, user_errors
+from amc.envs.channel_pruning import OBS_FIELDS
+from amc.heuristics import HEURISTICS
+from amc.measure.accuracy import evaluate_accuracy
+from amc.plan import PlanError, PruningPlan, check_plan_structure
+from amc.report import format_table
+from amc.search import (
+    Setup,
+    build_setup,
+    check_common,
+    final_evaluation,
+    measure_table_latencies,
+    recorded_settings,
+    run_heuristic,
+    run_method,
+)
+from amc.search_log import EpisodeLog
+
+log = logging.getLogger(__name__)
+SOURCES = ("agent_run", "plan", "policy")  # `agent=` is the search's agent config group, hence agent_run
+RUN_MARKERS = ("summary.json", "episodes.jsonl")
+
+
+# -- preflight ------------------------------------------------------------------------------------------------------
+def source_of(cfg: DictConfig) -> str:
+    """Which of agent / plan / policy the command names (exactly one)."""
+    given = [s for s in SOURCES if cfg.get(s)]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of agent_run=<search run dir>, plan=<plan.json> or policy=<{'|'.join(HEURISTICS)}>"
+                         f"; got {', '.join(f'{s}={cfg[s]}' for s in given) or 'none'}")
+    return given[0]
+
+
+def agent_target(agent_dir: Path) -> float:
+    """The budget the agent was trained with (its run's recorded protocol.target)."""
+    return float(recorded_settings(agent_dir)["protocol"]["target"])
+
+
+def check_actor_fits(meta: dict[str, Any], *, obs_fields: tuple[str, ...], lbound: float, rbound: float,
+                     source: Path) -> None:
+    """An actor's observation layout and action bounds must be this env's, or its actions mean something else."""
+    fields = (meta.get("observation") or {}).get("fields")
+    if fields is not None and tuple(fields) != tuple(obs_fields):
+        raise ValueError(f"agent {source}: its observation layout {fields} is not this env's {list(obs_fields)}; "
+                         f"it was trained with another amc version or env and cannot drive this one")
+    bounds = meta.get("keep_ratio") or {}
+    if bounds and not (np.isclose(bounds.get("lbound"), lbound) and np.isclose(bounds.get("rbound"), rbound)):
+        raise ValueError(f"agent {source} maps its actions to keep ratios in [{bounds.get('lbound')}, "
+                         f"{bounds.get('rbound')}], this env to [{lbound}, {rbound}]: set env.lbound="
+                         f"{bounds.get('lbound')} env.rbound={bounds.get('rbound')}")
+
+
+def preflight(cfg: DictConfig, run_dir: Path) -> Path:
+    """Every check that needs no data or model; fills in protocol.target when it is left null."""
+    source = source_of(cfg)
+    if source == "agent_run":
+        agent_dir = Path(str(cfg.agent_run))
+        for name in ("actor.json", "actor.safetensors"):
+            if not (agent_dir / name).is_file():
+                raise FileNotFoundError(f"agent_run={agent_dir} has no {name}: pass the run dir of a finished "
+                                        f"`python -m amc.search` (method=amc) or `amc.apply` with refine_episodes")
+        meta = json.loads((agent_dir / "actor.json").read_text(encoding="utf-8"))
+        check_actor_fits(meta, obs_fields=OBS_FIELDS, lbound=cfg.env.lbound, rbound=cfg.env.rbound, source=agent_dir)
+        if cfg.refine_episodes and not (agent_dir / "resume" / "policy.safetensors").is_file():
+            raise FileNotFoundError(f"refine_episodes needs the agent's critic too: {agent_dir}/resume/policy.safetensors "
+                                    f"is missing")
+    elif source == "plan" and not Path(str(cfg.plan)).is_file():
+        raise FileNotFoundError(f"plan={cfg.plan} is not a file")
+    elif source == "policy" and cfg.policy not in HEURISTICS:
+        raise ValueError(f"unknown policy={cfg.policy!r}; expected one of {HEURISTICS}")
+    if not isinstance(cfg.refine_episodes, int) or cfg.refine_episodes < 0:
+        raise ValueError(f"refine_episodes must be an integer >= 0, got {cfg.refine_episodes!r}")
+    if cfg.refine_episodes and source != "agent_run":
+        raise ValueError("refine_episodes continues training a loaded agent: it needs agent_run=<search run dir>")
+    if cfg.refine_sigma < 0:
+        raise ValueError(f"refine_sigma must be >= 0, got {cfg.refine_sigma}")
+    if cfg.protocol.target is None:
+        with open_dict(cfg):
+            cfg.protocol.target = default_target(cfg, source)
+    check_common(cfg)
+    found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
+    if found:
+        raise FileExistsError(f"{run_dir} already holds results ({', '.join(found)}); they are left as they are "
+                              f"(choose another hydra.run.dir)")
+    return run_dir
+
+
+def default_target(cfg: DictConfig, source: str) -> float:
+    """protocol.target when left null: the agent's training target, the plan's MACs ratio, or 0.5."""
+    if source == "agent_run":
+        return agent_target(Path(str(cfg.agent_run)))
+    if source == "plan":
+        plan = PruningPlan.load(cfg.plan)
+        return float(plan.settings.get("protocol", {}).get("target") or plan.macs_after / plan.macs_before)
+    return 0.5
+
+
+class Preflight(PreflightCallback):
+    """hydra callback (conf/apply.yaml): refuse a bad command before hydra writes into the run dir."""
+
+    prog = "amc-apply"
+
+    def check(self, cfg: DictConfig, run_dir: Path) -> Path:
+        return preflight(cfg, run_dir)
+
+
+# -- the three sources ----------------------------------------------------------------------------------------------
+def run_actor(actor: torch.nn.Module, setup: Setup, seed: int) -> dict[str, Any]:
+    """One deterministic episode of ``actor`` (observation -> action in [-1, 1]) through the env and its wall."""
+    obs, _ = setup.env.reset(seed=seed)
+    info: dict[str, Any] = {}
+    terminated = False
+    with torch.no_grad():
+        while not terminated:
+            action = actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].cpu().numpy()
+            obs, _, terminated, _, info = setup.env.step(action)
+    return info
+
+
+def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
+    """Continue training the agent of ``cfg.agent_run`` on this network for ``refine_episodes`` episodes.
+
+    The policy and critic come from the agent run's pickle-free ``resume/policy.safetensors``; the agent settings
+    from its recorded config (plain data; ``algo`` is looked up in a fixed table). No warm-up, noise ``refine_sigma``.
+    """
+    agent_dir = Path(str(cfg.agent_run))
+    a = recorded_settings(agent_dir)["agent"]
+    agent = make_agent(a["algo"], setup.env, actor_lr=a["actor_lr"], critic_lr=a["critic_lr"], net_arch=a["net_arch"],
+                       tau=a["tau"], gamma=a["gamma"], batch_size=a["batch_size"], replay_episodes=a["replay_episodes"],
+                       warmup_episodes=0, episode_length=setup.net.num_groups, sigma=cfg.refine_sigma,
+                       sigma_decay=a["sigma_decay"], seed=cfg.seed, device=setup.device)
+    load_policy_weights(agent, agent_dir)
+    total = episode_log.episode + cfg.refine_episodes
+    callback = CallbackList([EpisodeLogCallback(episode_log, total),
+                             SaveAgentCallback(run_dir, obs_fields=OBS_FIELDS,
+                                               keep_ratio_bounds=(setup.env.lbound, setup.env.rbound))])
+    agent.learn(total_timesteps=cfg.refine_episodes * setup.net.num_groups, callback=callback, log_interval=None)
+
+
+def run_plan(cfg: DictConfig, setup: Setup) -> dict[str, Any]:
+    """The plan's channel counts on this network, groups matched by structure, channels re-selected here."""
+    plan = PruningPlan.load(cfg.plan)
+    try:
+        check_plan_structure(plan, setup.net)
+    except PlanError as e:
+        raise PlanError(f"plan={cfg.plan} does not fit checkpoint={cfg.checkpoint}: {e}") from None
+    return setup.env.play_counts([g["kept_channels"] for g in plan.groups], seed=cfg.seed)
+
+
+def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Apply the policy, re-evaluate the best on all reward-val and test images, compare with uniform; returns the
+    summary row."""
+    output_dir = preflight(cfg, Path(output_dir))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    source = source_of(cfg)
+    method = {"agent_run": "agent", "plan": "plan", "policy": cfg.get("policy")}[source]
+    with open_dict(cfg):
+        cfg.method = method  # what final_evaluation records
+    torch.manual_seed(cfg.seed)
+    setup = build_setup(cfg, output_dir)
+    original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params}
+    for split in ("reward_val", "test"):
+        original[f"{split}_acc"] = evaluate_accuracy(setup.net.model, setup.data, split=split, device=setup.device)
+    total = 1 + int(cfg.refine_episodes)
+    episode_log = EpisodeLog(output_dir, method=method, total=total, progress=cfg.progress,
+                             group_names=[g.root for g in setup.net.groups])
+    if source == "agent_run":
+        actor = load_actor(Path(str(cfg.agent_run))).to(setup.device)
+        episode_log.record(run_actor(actor, setup, cfg.seed))  # zero-shot
+        log.info("zero-shot policy of %s: reward %.4f", cfg.agent_run, episode_log.best_reward)
+        if cfg.refine_episodes:
+            refine_agent(cfg, setup, output_dir, episode_log)
+    elif source == "plan":
+        episode_log.record(run_plan(cfg, setup))
+    else:
+        run_heuristic(cfg, setup, episode_log)
+    episode_log.close()
+    row, model = final_evaluation(cfg, setup, output_dir, episode_log)
+    row.update(source=source.removesuffix("_run"), source_path=str(cfg.get(source)), episodes=episode_log.episode,
+               zero_shot_reward=json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])["reward"])
+    (output_dir / "summary.json").write_text(json.dumps(row, indent=2))
+    rows, models = [original, row], {"original": setup.net.model, method: model}
+    for other in cfg.compare_with:
+        if other == method:
+            continue
+        sub = cfg.copy()
+        with open_dict(sub):
+            sub.update(method=other, episodes=1, resume=None)  # what run_method reads of a search config
+        other_row, models[other] = run_method(sub, setup, output_dir / "compare" / other)
+        rows.append(other_row)
+    measure_table_latencies(cfg, setup, models, rows, output_dir)
+    table = format_table(rows, baseline=original)
+    (output_dir / "comparison.md").write_text(table + "\n")
+    print(f"\n{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
+          f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; run dir {output_dir}")
+    print(table)
+    return row
+
+
+@hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="apply")
+def main(cfg: DictConfig) -> float:
+    with user_errors("amc-apply"):
+        return float(run(cfg, Path(HydraConfig.get().runtime.output_dir))["best_reward"])
+
+
+if __name__ == "__main__":
+    main()

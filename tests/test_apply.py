@@ -1,0 +1,140 @@
+"""``amc.apply``: a learned agent, a plan or a heuristic applied to a network, with the budget met exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from amc.apply import run as apply_run
+from amc.checkpoint import save_checkpoint
+from amc.models import build_model
+from amc.plan import PlanError, PruningPlan, load_pruned
+from amc.search import run as search_run
+
+SEARCH = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=4",
+          "agent.warmup_episodes=2", "agent.batch_size=8", "progress=false", "device=cpu", "final_eval.latency_repeats=2"]
+APPLY = ["data=synthetic", "env.calibration.num_images=64", "env.eval_images=64", "progress=false", "device=cpu",
+         "final_eval.latency_repeats=2", "final_eval.bn_recalibration_batches=0"]
+
+
+def _checkpoint(path: Path, target: str, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    kwargs = {"width_mult": 0.25} if target == "mobilenet_v2" else {}  # small and quick
+    model = build_model(target, in_channels=3, num_classes=4, **kwargs)
+    spec = {"target": target, "in_channels": 3, "num_classes": 4, "kwargs": kwargs}
+    return save_checkpoint(model, path, model_spec=spec)
+
+
+def _apply_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        return compose(config_name="apply", overrides=[*APPLY, *overrides])
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A smoke search on a ResNet-20 at 50% MACs: (its run dir, its checkpoint)."""
+    root = tmp_path_factory.mktemp("searched")
+    ckpt = _checkpoint(root / "resnet20.safetensors", "resnet20")
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[*SEARCH, f"checkpoint={ckpt}"])
+    search_run(cfg, root / "run")
+    return root / "run", ckpt
+
+
+def _episodes(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
+
+
+def test_search_writes_a_pickle_free_actor(searched) -> None:
+    run_dir, _ = searched
+    meta = json.loads((run_dir / "actor.json").read_text())
+    assert meta["keep_ratio"]["lbound"] == 0.2 and meta["observation"]["size"] == 11
+    assert (run_dir / "actor.safetensors").is_file()
+
+
+@pytest.mark.parametrize("target_model", ["mobilenet_v2", "resnet32"])
+def test_agent_applied_zero_shot_to_another_network_meets_the_budget(searched, tmp_path: Path,
+                                                                     target_model: str) -> None:
+    run_dir, _ = searched
+    ckpt = _checkpoint(tmp_path / f"{target_model}.safetensors", target_model)
+    row = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "protocol.target=0.4"), tmp_path / "out")
+    out = tmp_path / "out"
+    assert row["macs_ratio"] <= 0.4 + 1e-9 and row["episodes"] == 1 and row["source"] == "agent"
+    model = load_pruned(out / "best")
+    assert sum(p.numel() for p in model.parameters()) == row["params"]
+    for name in ("best_plan.json", "summary.json", "comparison.md", "compare/uniform/summary.json", "latency.json"):
+        assert (out / name).is_file(), name
+    assert "| uniform |" in (out / "comparison.md").read_text()
+    again = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "protocol.target=0.4"), tmp_path / "again")
+    assert again["channels"] == row["channels"]  # deterministic: no noise
+
+
+def test_agent_default_target_is_its_training_target(searched, tmp_path: Path) -> None:
+    run_dir, _ = searched
+    ckpt = _checkpoint(tmp_path / "r32.safetensors", "resnet32")
+    row = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "compare_with=[]"), tmp_path / "out")
+    plan = PruningPlan.load(tmp_path / "out" / "best_plan.json")
+    assert plan.settings["protocol"]["target"] == 0.5 and row["macs_ratio"] <= 0.5 + 1e-9
+
+
+def test_refine_continues_training_and_keeps_the_best_including_zero_shot(searched, tmp_path: Path) -> None:
+    run_dir, _ = searched
+    ckpt = _checkpoint(tmp_path / "r32.safetensors", "resnet32")
+    row = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "refine_episodes=3", "compare_with=[]"),
+                    tmp_path / "out")
+    rows = _episodes(tmp_path / "out")
+    assert [r["episode"] for r in rows] == [1, 2, 3, 4]
+    assert row["best_reward"] == max(r["reward"] for r in rows) >= rows[0]["reward"] == row["zero_shot_reward"]
+    assert all(r["macs_ratio"] <= 0.5 + 1e-9 for r in rows)
+    assert (tmp_path / "out" / "actor.json").is_file()  # the refined agent can be applied again
+
+
+def test_plan_transfers_to_a_retrained_checkpoint_of_the_same_architecture(searched, tmp_path: Path) -> None:
+    run_dir, _ = searched
+    retrained = _checkpoint(tmp_path / "retrained.safetensors", "resnet20", seed=1)
+    row = apply_run(_apply_cfg(f"checkpoint={retrained}", f"plan={run_dir / 'best_plan.json'}", "compare_with=[]"),
+                    tmp_path / "out")
+    original = PruningPlan.load(run_dir / "best_plan.json")
+    moved = PruningPlan.load(tmp_path / "out" / "best_plan.json")
+    assert [g["kept_channels"] for g in moved.groups] == [g["kept_channels"] for g in original.groups]
+    assert moved.base_model["checksum"] != original.base_model["checksum"]
+    assert row["macs"] == original.macs_after
+
+
+def test_a_plan_for_another_architecture_is_rejected_naming_the_group(searched, tmp_path: Path) -> None:
+    run_dir, _ = searched
+    other = _checkpoint(tmp_path / "mnv2.safetensors", "mobilenet_v2")
+    with pytest.raises(PlanError, match="groups"):
+        apply_run(_apply_cfg(f"checkpoint={other}", f"plan={run_dir / 'best_plan.json'}"), tmp_path / "out")
+
+
+def test_policy_uniform_is_the_search_uniform(searched, tmp_path: Path) -> None:
+    _, ckpt = searched
+    row = apply_run(_apply_cfg(f"checkpoint={ckpt}", "policy=uniform", "compare_with=[]"), tmp_path / "out")
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[*SEARCH, f"checkpoint={ckpt}", "method=uniform",
+                                                       "final_eval.bn_recalibration_batches=0"])
+    assert search_run(cfg, tmp_path / "search")["channels"] == row["channels"]
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["env.lbound=0.3"], ValueError, r"keep ratios in \[0.2, 1.0\].*env.lbound=0.2"),
+    (["policy=uniform"], ValueError, "exactly one of"),
+    (["refine_episodes=-1"], ValueError, "refine_episodes must be"),
+])
+def test_bad_agent_commands_are_refused_before_any_work(searched, tmp_path: Path, overrides: list[str],
+                                                       error: type, message: str) -> None:
+    run_dir, ckpt = searched
+    with pytest.raises(error, match=message):
+        apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", *overrides), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_agent_dir_without_an_actor_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="actor.json"):
+        apply_run(_apply_cfg(f"agent_run={tmp_path}"), tmp_path / "out")
