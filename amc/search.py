@@ -246,7 +246,8 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
             table = LatencyTable.load(t.path, net, device=device, batch_size=t.batch_size)
             table.save(table_path)
         else:
-            table = LatencyTable.measure(net, device=device, batch_size=t.batch_size, grid=tuple(t.grid), repeats=t.repeats)
+            table = LatencyTable.measure(net, device=device, batch_size=t.batch_size, grid=tuple(t.grid), repeats=t.repeats,
+                                         threads=t.get("threads"))
             table.save(table_path)
     budget = None
     if p.resource is not None:
@@ -260,7 +261,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                            bn_batches=e.bn_recalibration_batches, device=device)
     env = ChannelPruningEnv(net, engine, data, reward=p.reward, budget=budget, lbound=e.lbound, rbound=e.rbound,
                             eval_images=e.eval_images, eval_batch_size=e.eval_batch_size, device=device,
-                            latency_table=table)
+                            latency_table=table, release_memory_per_episode=e.release_memory)
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
 

@@ -55,6 +55,7 @@ class ChannelPruningEnv(gym.Env):
         eval_batch_size: int = 500,
         device: torch.device | str = "cpu",
         latency_table: LatencyTable | None = None,
+        release_memory_per_episode: bool = True,
     ) -> None:
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
@@ -74,6 +75,7 @@ class ChannelPruningEnv(gym.Env):
         self.lbound, self.rbound = float(lbound), float(rbound)
         self.eval_split, self.eval_images, self.eval_batch_size = eval_split, eval_images, eval_batch_size
         self.device, self.latency_table = device, latency_table
+        self.release_memory_per_episode = release_memory_per_episode
         self.render_mode = None
         self.observation_space = spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -195,5 +197,6 @@ class ChannelPruningEnv(gym.Env):
             info["budget_ratio"] = self.budget.ratio(self._counts)
         if self.latency_table is not None:
             info["predicted_latency_ms"] = self.latency_table.predict_layers(self.net.layer_channels(self._counts)) * 1e3
-        release_memory()  # hand the allocator's freed blocks of earlier episodes' model copies back to the OS
+        if self.release_memory_per_episode:  # flat memory, at some cost in speed (see conf/env/default.yaml)
+            release_memory()  # hand the allocator's freed blocks of earlier episodes' model copies back to the OS
         return reward, info

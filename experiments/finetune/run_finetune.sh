@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Fine-tune table of issue 11: pruned models fine-tuned with and without distillation for the same epochs.
+# Usage: experiments/finetune/run_finetune.sh <out root> <epochs> <name>=<pruned dir> [<name>=<pruned dir> ...]
+# e.g. ... /tmp/ft 2 amc_r20=<search run>/best uniform_r20=<amc.prune run>/reconstruction
+# A finished run (metrics.json) is skipped; an interrupted one is resumed (resume=<its dir>).
+set -euo pipefail
+out=$1 epochs=$2; shift 2
+PY=${PY:-python}
+for spec in "$@"; do
+  name=${spec%%=*} pruned=${spec#*=}
+  for kd in 0.5 0; do
+    dir=$out/${name}_kd$kd
+    [ -f "$dir/metrics.json" ] && continue
+    extra=""; [ -d "$dir/training_state" ] && extra="resume=$dir"
+    mkdir -p "$out"
+    echo "== $name kd.alpha=$kd -> $dir"
+    $PY -m amc.finetune pruned=$pruned epochs=$epochs kd.alpha=$kd progress=false hydra.run.dir=$dir $extra \
+      > "$dir.log" 2>&1 || echo "failed: see $dir.log"
+  done
+done
