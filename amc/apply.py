@@ -33,16 +33,14 @@ from amc.envs.channel_pruning import OBS_FIELDS
 from amc.heuristics import HEURISTICS
 from amc.measure.accuracy import evaluate_accuracy
 from amc.plan import PlanError, PruningPlan, check_plan_structure
-from amc.report import format_table
 from amc.search import (
     Setup,
     build_setup,
     check_common,
+    compare_and_report,
     final_evaluation,
-    measure_table_latencies,
     recorded_settings,
     run_heuristic,
-    run_method,
 )
 from amc.search_log import EpisodeLog
 
@@ -209,21 +207,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     row.update(source=source.removesuffix("_run"), source_path=str(cfg.get(source)), episodes=episode_log.episode,
                zero_shot_reward=json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])["reward"])
     (output_dir / "summary.json").write_text(json.dumps(row, indent=2))
-    rows, models = [original, row], {"original": setup.net.model, method: model}
-    for other in cfg.compare_with:
-        if other == method:
-            continue
-        sub = cfg.copy()
-        with open_dict(sub):
-            sub.update(method=other, episodes=1, resume=None)  # what run_method reads of a search config
-        other_row, models[other] = run_method(sub, setup, output_dir / "compare" / other)
-        rows.append(other_row)
-    measure_table_latencies(cfg, setup, models, rows, output_dir)
-    table = format_table(rows, baseline=original)
-    (output_dir / "comparison.md").write_text(table + "\n")
-    print(f"\n{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
-          f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; run dir {output_dir}")
-    print(table)
+    compare_and_report(cfg, setup, [original, row], {"original": setup.net.model, method: model}, output_dir,
+                       f"{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
+                       f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; run dir {output_dir}")
     return row
 
 

@@ -20,7 +20,7 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from amc.checkpoint import CheckpointError
 from amc.cli import (
@@ -430,19 +430,31 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                 "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device)}
     row, model = run_method(cfg, setup, output_dir)
     rows, models = [original, row], {"original": setup.net.model, cfg.method: model}
+    compare_and_report(cfg, setup, rows, models, output_dir,
+                       f"{setup.base_info['target']} on {setup.data.name}, {cfg.protocol.resource or 'accuracy-guaranteed'} "
+                       f"target {cfg.protocol.target}, reward {cfg.protocol.reward}; run dir {output_dir}")
+    return rows[1]
+
+
+def compare_and_report(cfg: DictConfig, setup: Setup, rows: list[dict[str, Any]], models: dict[str, torch.nn.Module],
+                       output_dir: Path, title: str) -> None:
+    """Run the ``compare_with`` baselines into ``compare/<method>/``, time every row in one block, write and print
+    ``comparison.md``. ``rows`` / ``models`` start with the original and the main method."""
     for method in cfg.compare_with:
         if method == cfg.method:
             continue
-        sub = OmegaConf.merge(cfg, {"method": method})
+        sub = cfg.copy()
+        with open_dict(sub):
+            sub.method = method
+            sub.setdefault("episodes", 1)  # amc.apply's config has neither: its baselines run once, fresh
+            sub.setdefault("resume", None)
         row, models[method] = run_method(sub, setup, output_dir / "compare" / method)
         rows.append(row)
     measure_table_latencies(cfg, setup, models, rows, output_dir)
-    table = format_table(rows, baseline=original)
+    table = format_table(rows, baseline=rows[0])
     (output_dir / "comparison.md").write_text(table + "\n")
-    print(f"\n{setup.base_info['target']} on {setup.data.name}, {cfg.protocol.resource or 'accuracy-guaranteed'} "
-          f"target {cfg.protocol.target}, reward {cfg.protocol.reward}; run dir {output_dir}")
+    print(f"\n{title}")
     print(table)
-    return rows[1]
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 # Copy the small, reviewable part of a finished search run dir into experiments/results/:
 #   experiments/results/collect.sh <run dir> <destination>
 # Keeps the comparison table, summaries and best plans of every method, AMC's episodes log and a reward-curve PNG,
-# and the hydra config; leaves out the agent, the resume checkpoint, the pruned weights and TensorBoard events.
+# the hydra config and settings.json, and the pickle-free actor (actor.json + actor.safetensors, ~0.4 MB, so that
+# `amc.apply agent_run=<destination>` works); leaves out agent.zip, the resume checkpoint, the pruned weights and
+# TensorBoard events.
 set -euo pipefail
 src=${1:?usage: collect.sh <run dir> <destination>}
 dst=${2:?usage: collect.sh <run dir> <destination>}
@@ -12,6 +14,7 @@ python=${PYTHON:-.venv/bin/python}
 mkdir -p "$dst"
 cp "$src"/{comparison.md,summary.json,best_plan.json,episodes.jsonl} "$dst"/
 [ -d "$src/.hydra" ] && cp -r "$src/.hydra" "$dst/.hydra"   # amc.report reads budget and seed from it
+for f in settings.json actor.json actor.safetensors; do [ -f "$src/$f" ] && cp "$src/$f" "$dst/"; done
 for m in "$src"/compare/*/; do
   [ -d "$m" ] || continue
   mkdir -p "$dst/compare/$(basename "$m")"
