@@ -208,15 +208,23 @@ def test_interrupted_message_names_the_checkpoint_and_the_resume_command(tmp_pat
 
 def test_ctrl_c_prints_one_line_with_the_resume_command(checkpoint: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "amc.search", *SMALL, f"checkpoint={checkpoint}", "episodes=400",
-                             "checkpoint_every=2", f"hydra.run.dir={run_dir}"], cwd=REPO, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while not (run_dir / "resume" / "state.json").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    # output to files, not pipes: a pipe nobody reads until the end could block the child on a busy machine
+    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "amc.search", *SMALL, f"checkpoint={checkpoint}", "episodes=400",
+                                 "checkpoint_every=2", f"hydra.run.dir={run_dir}"], cwd=REPO, env=ENV, stdout=out,
+                                stderr=err)
+        try:
+            deadline = time.time() + 600
+            while not (run_dir / "resume" / "state.json").exists() and time.time() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+            assert (run_dir / "resume" / "state.json").exists() and proc.poll() is None, \
+                (tmp_path / "err.txt").read_text()[-2000:]
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    stderr = (tmp_path / "err.txt").read_text()
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Transfer table of issue 11 (Fashion-MNIST, 50% MACs, no fine-tuning): ResNet-20 agents applied to ResNet-56 and
 # MobileNet-V2, zero-shot and after 50 refinement episodes, against uniform and random search with 1 and 50 episodes.
-# Usage: experiments/transfer/run_transfer.sh <out root> <ResNet-20 search run dir of seed 0> [seed 1 dir] [seed 2 dir]
+# Usage: experiments/transfer/run_transfer.sh <out root> <seed>=<ResNet-20 search run dir> [<seed>=<dir> ...]
 # Resumable: a run whose summary.json exists is skipped. One thread per run (OMP_NUM_THREADS=1).
 set -euo pipefail
 out=$1; shift
@@ -20,16 +20,15 @@ run() {  # run <dir> <module> <args...>
   $PY -m "$module" "$@" $common "hydra.run.dir=$dir" > "$dir.log" 2>&1 || echo "failed: see $dir.log (going on with the next run)"
 }
 mkdir -p "$out"
-for net in resnet56 mobilenet_v2; do
+for net in ${NETS:-resnet56 mobilenet_v2}; do  # NETS="resnet56" to run one network
   ck=${CKPT[$net]}
   run "$out/$net/uniform" amc.apply checkpoint=$ck policy=uniform compare_with=[]
-  seed=0
-  for agent in "$@"; do
+  for spec in "$@"; do
+    seed=${spec%%=*} agent=${spec#*=}
     [ -f "$agent/actor.json" ] || $PY experiments/transfer/export_actor.py "$agent"
     run "$out/$net/zero_shot_s$seed" amc.apply checkpoint=$ck agent_run=$agent compare_with=[] seed=$seed
     run "$out/$net/random1_s$seed" amc.search checkpoint=$ck method=random episodes=1 compare_with=[] seed=$seed
     run "$out/$net/refine50_s$seed" amc.apply checkpoint=$ck agent_run=$agent refine_episodes=50 compare_with=[] seed=$seed
     run "$out/$net/random50_s$seed" amc.search checkpoint=$ck method=random episodes=50 compare_with=[] seed=$seed
-    seed=$((seed + 1))
   done
 done
