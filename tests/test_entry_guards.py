@@ -206,13 +206,19 @@ def test_interrupted_message_names_the_checkpoint_and_the_resume_command(tmp_pat
     assert msg.endswith(f"python -m amc.search experiment=resnet20_macs50 seed=1 resume={tmp_path}")
 
 
+def _default_sigint() -> None:
+    """A background job (``make test &``, CI runners) may inherit SIGINT ignored; Python then installs no
+    KeyboardInterrupt handler. The child gets the default disposition, as a terminal user's command has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_with_the_resume_command(checkpoint: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # output to files, not pipes: a pipe nobody reads until the end could block the child on a busy machine
     with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "amc.search", *SMALL, f"checkpoint={checkpoint}", "episodes=400",
                                  "checkpoint_every=2", f"hydra.run.dir={run_dir}"], cwd=REPO, env=ENV, stdout=out,
-                                stderr=err)
+                                stderr=err, preexec_fn=_default_sigint)
         try:
             deadline = time.time() + 600
             while not (run_dir / "resume" / "state.json").exists() and time.time() < deadline and proc.poll() is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import mmap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -309,10 +310,14 @@ def test_latency_table_load_names_an_unreadable_file(tiny_table: tuple[PrunableN
 
 # -- memory -----------------------------------------------------------------------------------------------------
 def test_rss_bytes_sees_a_large_allocation() -> None:
+    # fresh pages straight from the OS: a malloc'd block could reuse pages already resident in a long test session
+    size = 16 * 2**20
+    block = mmap.mmap(-1, size)
     before = rss_bytes()
-    block = torch.ones(16 * 2**20 // 4)  # 16 MiB, touched
+    block.write(b"\x01" * size)  # touch every page
     assert rss_bytes() - before > 8 * 2**20
-    assert float(block[-1]) == 1.0
+    assert block[size - 1] == 1
+    block.close()
 
 
 @pytest.mark.skipif(memory_module._malloc_trim() is None, reason="needs glibc's malloc_trim")
