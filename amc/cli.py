@@ -63,6 +63,14 @@ def load_checkpoint_for(
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
+def require_positive_ints(cfg: DictConfig, *keys: str, prefix: str = "") -> None:
+    """Each dotted ``key`` of ``cfg`` must be an integer >= 1 (not a bool); the error names ``prefix + key``."""
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{prefix}{key} must be an integer >= 1, got {value!r}")
+
+
 def full_errors() -> bool:
     """HYDRA_FULL_ERROR=1 shows the full traceback of expected errors too (the debug switch)."""
     return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")

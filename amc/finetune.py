@@ -25,7 +25,15 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from amc.checkpoint import load_checkpoint
-from amc.cli import PreflightCallback, build_data, command_line, full_errors, resolve_device, user_errors
+from amc.cli import (
+    PreflightCallback,
+    build_data,
+    command_line,
+    full_errors,
+    require_positive_ints,
+    resolve_device,
+    user_errors,
+)
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
 from amc.plan import PlanError, PruningPlan, rebuild_pruned, save_pruned
@@ -47,10 +55,7 @@ def defining_settings(cfg: DictConfig) -> dict[str, Any]:
 
 def check_config(cfg: DictConfig) -> None:
     """Reject bad settings before any data or model is loaded."""
-    for key in ("epochs", "batch_size"):
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    require_positive_ints(cfg, "epochs", "batch_size")
     if cfg.lr <= 0 or cfg.weight_decay < 0 or not 0 <= cfg.momentum < 1 or cfg.warmup_epochs < 0:
         raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1, warmup_epochs >= 0; got {cfg.lr}, "
                          f"{cfg.weight_decay}, {cfg.momentum}, {cfg.warmup_epochs}")

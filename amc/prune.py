@@ -12,10 +12,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from amc.checkpoint import CheckpointError
-from amc.cli import PreflightCallback, build_data, load_checkpoint_for, resolve_device, user_errors
+from amc.cli import (
+    PreflightCallback,
+    build_data,
+    load_checkpoint_for,
+    require_positive_ints,
+    resolve_device,
+    user_errors,
+)
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import machine_conditions, measure_model_latencies
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
@@ -111,12 +118,9 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
                               f"the path of a model.safetensors")
     if cfg.selection not in CRITERIA:
         raise ValueError(f"unknown selection {cfg.selection!r}; expected one of {CRITERIA}")
-    for key in ("round_to", "calibration.num_images", "calibration.positions_per_image", "calibration.batch_size",
-                "bn_recalibration.num_batches", "bn_recalibration.batch_size", "latency.batch_size",
-                "latency.repeats"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    require_positive_ints(cfg, "round_to", "calibration.num_images", "calibration.positions_per_image",
+                          "calibration.batch_size", "bn_recalibration.num_batches", "bn_recalibration.batch_size",
+                          "latency.batch_size", "latency.repeats")
     resolve_device(cfg.device)
     return output_dir
 

@@ -29,6 +29,7 @@ from amc.cli import (
     command_line,
     full_errors,
     load_checkpoint_for,
+    require_positive_ints,
     resolve_device,
     user_errors,
 )
@@ -75,7 +76,7 @@ def check_config(cfg: DictConfig) -> None:
     for m in cfg.compare_with:
         if m not in METHODS:
             raise ValueError(f"unknown method {m!r} in compare_with; expected some of {METHODS}")
-    _positive_int(cfg, "episodes", "checkpoint_every")
+    require_positive_ints(cfg, "episodes", "checkpoint_every")
     check_common(cfg)
     if cfg.method == "amc" or "amc" in cfg.compare_with:
         check_agent(cfg.agent)
@@ -83,7 +84,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_common(cfg: DictConfig) -> None:
     """Checks of the settings a search and ``amc.apply`` share: protocol, env, data, checkpoint, device, final_eval."""
-    _positive_int(cfg, "final_eval.latency_batch_size", "final_eval.latency_repeats", "env.round_to",
+    require_positive_ints(cfg, "final_eval.latency_batch_size", "final_eval.latency_repeats", "env.round_to",
                   "env.eval_batch_size", "env.calibration.num_images", "env.calibration.positions_per_image",
                   "env.calibration.batch_size")
     p, e = cfg.protocol, cfg.env
@@ -121,21 +122,12 @@ def check_agent(a: DictConfig) -> None:
 
     if str(a.algo).lower() not in ALGOS:
         raise ValueError(f"unknown agent.algo {a.algo!r}; expected one of {sorted(ALGOS)}")
-    for key in ("batch_size", "replay_episodes"):
-        if isinstance(a[key], bool) or not isinstance(a[key], int) or a[key] < 1:
-            raise ValueError(f"agent.{key} must be an integer >= 1, got {a[key]!r}")
+    require_positive_ints(a, "batch_size", "replay_episodes", prefix="agent.")
     if a.warmup_episodes < 0 or a.sigma < 0 or not 0 < a.sigma_decay <= 1 or not 0 < a.tau <= 1:
         raise ValueError(f"need agent.warmup_episodes >= 0, sigma >= 0, 0 < sigma_decay <= 1, 0 < tau <= 1; got "
                          f"{a.warmup_episodes}, {a.sigma}, {a.sigma_decay}, {a.tau}")
     if a.actor_lr <= 0 or a.critic_lr <= 0:
         raise ValueError(f"agent.actor_lr and agent.critic_lr must be > 0, got {a.actor_lr}, {a.critic_lr}")
-
-
-def _positive_int(cfg: DictConfig, *keys: str) -> None:
-    for key in keys:
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
 
 
 # -- run dirs: never clobber a finished run; resume only what was started with the same settings -------------------

@@ -13,7 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from amc.checkpoint import save_checkpoint
-from amc.cli import PreflightCallback, build_data, model_spec_from_cfg, resolve_device, user_errors
+from amc.cli import (
+    PreflightCallback,
+    build_data,
+    model_spec_from_cfg,
+    require_positive_ints,
+    resolve_device,
+    user_errors,
+)
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
@@ -74,9 +81,7 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
         raise FileExistsError(f"{output_dir} already holds a trained model; it is left as it is (choose another "
                               f"hydra.run.dir)")
     t = cfg.train
-    for key in ("epochs", "batch_size"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ValueError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    require_positive_ints(cfg, "train.epochs", "train.batch_size")
     if t.lr <= 0 or t.weight_decay < 0 or not 0 <= t.momentum < 1:
         raise ValueError(f"need train.lr > 0, weight_decay >= 0, 0 <= momentum < 1; got {t.lr}, {t.weight_decay}, "
                          f"{t.momentum}")
