@@ -1,9 +1,16 @@
-"""Checkpoints as safetensors: weights plus the JSON recipe to rebuild the model. Nothing is unpickled."""
+"""Checkpoints: our safetensors (weights + the JSON recipe to rebuild the model) or a user's plain state dict.
+
+A plain state dict (``torch.save(model.state_dict(), "m.pth")`` or a safetensors file without our metadata) comes
+with a model spec the user gives (``model._target_=pkg.module.MyNet``). Nothing is unpickled: ``.pt``/``.pth`` files
+are read with ``torch.load(weights_only=True)``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +21,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from amc.models import TargetNotAllowedError, build_model, check_target
+
+log = logging.getLogger(__name__)
+
+# ``model_spec["format"]`` of a base model read from a user's plain state dict (absent: our safetensors checkpoint)
+STATE_DICT_FORMAT = "state_dict"
+# keys under which training scripts commonly nest the weights in a saved dict
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
 class CheckpointError(ValueError):
@@ -49,6 +63,56 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         ) from e
     return state, spec, extra
 
+def is_amc_checkpoint(path: str | Path) -> bool:
+    """A safetensors file carrying our ``model_spec`` metadata (False for plain state dicts and other files)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "model_spec" in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def _tensor_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(obj, Mapping) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        return dict(obj)
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a plain checkpoint: a safetensors file, or a ``torch.save``d state dict read with
+    ``weights_only=True`` (also nested under 'state_dict'/'model'/..., and with DataParallel's 'module.' prefix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} holds pickled objects, not only tensors, and is not unpickled: save the weights with "
+            f"torch.save(model.state_dict(), path) (first line of the loader's refusal: {str(e).splitlines()[0]})") from e
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a torch.save file or safetensors file ({type(e).__name__}: {e})") from e
+    state = _tensor_dict(obj)
+    if state is None and isinstance(obj, Mapping):
+        for key in _NESTED_KEYS:
+            state = _tensor_dict(obj.get(key))
+            if state is not None:
+                log.info("%s: weights read from its %r entry", path, key)
+                break
+    if state is None:
+        keys = list(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(f"checkpoint {path} holds no state dict of tensors (found {keys}); save it with "
+                              f"torch.save(model.state_dict(), path)")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}  # saved from nn.DataParallel / DDP
+    return state
+
+
 def check_finite(state: Mapping[str, torch.Tensor], source: str | Path) -> None:
     """Reject weights holding NaN or Inf, naming the first bad tensor (a diverged or tampered file)."""
     for name, tensor in state.items():
@@ -67,6 +131,8 @@ def _check_spec(spec: Any, path: Path, allow: Sequence[str]) -> None:
         check_target(spec["target"], allow)
     except TargetNotAllowedError as e:
         raise CheckpointError(f"checkpoint {path} refused: {e}") from e
+    if spec.get("format", STATE_DICT_FORMAT) != STATE_DICT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has an unknown model spec format {spec.get('format')!r}")
     for key in ("in_channels", "num_classes"):
         value = spec.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -87,6 +153,36 @@ def load_checkpoint(
     """
     path = Path(path)
     state, spec, _ = read_checkpoint(path)
+    return _build_and_load(path, state, spec, map_location, allow), spec
+
+
+def load_model(
+    path: str | Path, *, model_spec: dict[str, Any] | None = None, map_location: str | torch.device = "cpu",
+    allow: Sequence[str] = (),
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Our checkpoint (``model_spec=None``), or a plain state dict built with ``model_spec``; returns (model, spec).
+
+    ``model_spec`` is ``{'target', 'in_channels', 'num_classes', 'kwargs'}``; its target must be a zoo name or under
+    ``allow`` (a caller whose user named the target on the command line allows it). The returned spec of a plain
+    checkpoint carries ``format='state_dict'`` so a plan records how to rebuild its base.
+    """
+    path = Path(path)
+    if model_spec is None:
+        if path.is_file() and not is_amc_checkpoint(path):
+            raise CheckpointError(
+                f"checkpoint {path} is a plain state dict without a model spec: name the model it holds with "
+                f"model._target_=<pkg.module.Class or function> (and +model.<arg>=<value> for its arguments)")
+        return load_checkpoint(path, map_location, allow=allow)
+    if is_amc_checkpoint(path):
+        _, own, _ = read_checkpoint(path)
+        raise CheckpointError(f"checkpoint {path} is an amc checkpoint of model {own.get('target')!r} and names its own "
+                              f"model; drop model._target_={model_spec.get('target')} (it is for plain state dicts)")
+    spec = {**model_spec, "format": STATE_DICT_FORMAT}
+    return _build_and_load(path, read_state_dict(path), spec, map_location, allow), spec
+
+
+def _build_and_load(path: Path, state: dict[str, torch.Tensor], spec: Any, map_location: str | torch.device,
+                    allow: Sequence[str]) -> nn.Module:
     _check_spec(spec, path, allow)
     check_finite(state, f"checkpoint {path}")
     try:
@@ -97,5 +193,11 @@ def load_checkpoint(
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit model {spec['target']}: {e}") from e
-    return model.to(map_location).eval(), spec
+        raise CheckpointError(f"checkpoint {path} does not fit model {spec['target']}: {_short(e)}") from e
+    return model.to(map_location).eval()
+
+
+def _short(error: Exception, lines: int = 6) -> str:
+    """A load_state_dict error cut to its first lines (a mismatching model lists every tensor)."""
+    text = str(error).splitlines()
+    return "\n".join(text[:lines]) + (f"\n... ({len(text) - lines} more lines)" if len(text) > lines else "")

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from amc.checkpoint import load_checkpoint
+from amc.checkpoint import load_model
 from amc.data.base import DataSplits
 
 
@@ -47,14 +47,56 @@ def model_spec_from_cfg(model_cfg: DictConfig, data: DataSplits) -> dict[str, An
     return {"target": target, "in_channels": data.in_channels, "num_classes": data.num_classes, "kwargs": cfg}
 
 
+def user_model_spec(cfg: DictConfig, data: DataSplits) -> dict[str, Any] | None:
+    """The model a plain state-dict checkpoint holds, from ``model._target_`` (+ kwargs) on the command line, or None."""
+    model_cfg = cfg.get("model")
+    if model_cfg is not None and not isinstance(model_cfg, DictConfig):
+        raise ValueError(f"model={model_cfg!r}: name a plain checkpoint's model with model._target_=<pkg.module.Class> "
+                         f"(and +model.<arg>=<value>); zoo checkpoints name their own model")
+    if model_cfg is None or model_cfg.get("_target_") is None:
+        return None
+    spec = model_spec_from_cfg(model_cfg, data)
+    for key in ("in_channels", "num_classes"):  # the data decides these; an explicit equal value is redundant
+        given = spec["kwargs"].pop(key, None)
+        if given is not None and given != spec[key]:
+            raise ValueError(f"model.{key}={given} but data {data.name} has {key}={spec[key]}")
+    return spec
+
+
+def model_allow(cfg: DictConfig) -> list[str]:
+    """Import prefixes a model name may resolve under: ``model_allow`` and the ``model._target_`` the user typed."""
+    allow = list(cfg.get("model_allow") or [])
+    target = OmegaConf.select(cfg, "model._target_")
+    return [*allow, target] if target else allow
+
+
+def check_model_fits(model: torch.nn.Module, data: DataSplits, device: torch.device, name: str) -> None:
+    """One forward pass of a zero batch of the data's shape must give (1, num_classes) logits."""
+    x = torch.zeros(1, data.in_channels, *data.image_size, device=device)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        raise ValueError(f"model {name} does not run on {data.name} images of shape {tuple(x.shape[1:])}: "
+                         f"{str(e).splitlines()[0]}") from e
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (1, data.num_classes):
+        raise ValueError(f"model {name} outputs {shape} for one image; data {data.name} needs (1, {data.num_classes}) "
+                         f"logits: build it for {data.num_classes} classes (e.g. +model.num_classes={data.num_classes})")
+
+
 def load_checkpoint_for(
-    path: str, data: DataSplits, device: torch.device, *, allow: Sequence[str] = ()
+    path: str, data: DataSplits, device: torch.device, *, allow: Sequence[str] = (),
+    model_spec: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a checkpoint (its model a zoo name or under ``allow``: cfg.model_allow) and check that it fits the data."""
-    model, spec = load_checkpoint(path, map_location=device, allow=allow)
+    """Load our checkpoint, or a plain state dict with ``model_spec``, and check that the model fits the data.
+
+    Model names resolve to the zoo or under ``allow`` (``model_allow(cfg)``)."""
+    model, spec = load_model(path, model_spec=model_spec, map_location=device, allow=allow)
     if (spec["in_channels"], spec["num_classes"]) != (data.in_channels, data.num_classes):
         raise ValueError(f"checkpoint {path} expects {spec['in_channels']} input channels and {spec['num_classes']} "
                          f"classes; data {data.name} has {data.in_channels} and {data.num_classes}")
+    check_model_fits(model, data, device, f"{spec['target']} ({path})")
     return model, spec
 
 

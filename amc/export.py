@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.checkpoint import load_checkpoint, read_checkpoint
+from amc.checkpoint import is_amc_checkpoint, read_checkpoint
 from amc.data import DataSplits, cifar10, fashion_mnist, synthetic
 from amc.measure.latency import LatencyStats, machine_conditions, measure_latencies
-from amc.plan import PruningPlan, rebuild_pruned
+from amc.plan import PruningPlan, load_base, rebuild_pruned
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,8 @@ def export_pruned(
     onnx, ort = require_onnx()
     plan = PruningPlan.load(directory / PLAN_FILE)
     checkpoint = resolve_base_checkpoint(plan, base_checkpoint)
-    base, spec = load_checkpoint(checkpoint, allow=list(allow))
-    extra = read_checkpoint(checkpoint)[2]
+    base, spec = load_base(plan, checkpoint, allow=list(allow))
+    extra = read_checkpoint(checkpoint)[2] if is_amc_checkpoint(checkpoint) else {}
     pruned = rebuild_pruned(base, plan, directory / WEIGHTS_FILE)
     dataset = dataset or extra.get("dataset")
     data = build_test_data(dataset, input_shape=plan.input_shape, num_classes=spec["num_classes"],

@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from amc.checkpoint import load_checkpoint
 from amc.cli import (
     PreflightCallback,
     build_data,
@@ -36,7 +35,7 @@ from amc.cli import (
 )
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
-from amc.plan import PlanError, PruningPlan, rebuild_pruned, save_pruned
+from amc.plan import PlanError, PruningPlan, load_base, rebuild_pruned, save_pruned
 from amc.training import SCHEDULES, check_distillation, read_training_state, train_model
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                          f"{data.in_channels} and {data.num_classes}; fine-tune on the data it was trained on")
     if list(plan.input_shape[2:]) != list(data.image_size):
         log.warning("the plan was made for %s images, data %s has %s", plan.input_shape[2:], data.name, data.image_size)
-    teacher, _ = load_checkpoint(checkpoint, map_location="cpu", allow=list(cfg.model_allow))
+    teacher, _ = load_base(plan, checkpoint, allow=list(cfg.model_allow))
     student = rebuild_pruned(teacher, plan, Path(cfg.pruned) / "pruned.safetensors").to(device)
     teacher.to(device).eval()
 

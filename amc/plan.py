@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from amc.checkpoint import CheckpointError, check_finite, load_checkpoint
+from amc.checkpoint import STATE_DICT_FORMAT, CheckpointError, check_finite, load_model
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.surgery import prune_copy
 
@@ -216,17 +216,33 @@ def rebuild_pruned(base: nn.Module, plan: PruningPlan, weights: str | Path | Non
     return model.eval()
 
 
+def load_base(
+    plan: PruningPlan, checkpoint: str | Path | None = None, *, allow: Sequence[str] = (),
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The base model ``plan`` applies to, from the checkpoint it names (or ``checkpoint``); returns (model, spec).
+
+    A plain state-dict base is rebuilt with the model spec the plan recorded. Either way the model target resolves
+    only to a zoo name or under ``allow`` (see ``load_checkpoint``): the plan is a file and chooses no code.
+    """
+    checkpoint = checkpoint or plan.base_model.get("checkpoint")
+    if checkpoint is None:
+        raise PlanError("the plan names no base checkpoint; pass it (base_checkpoint=)")
+    spec = plan.base_model
+    model_spec = None
+    if spec.get("format") == STATE_DICT_FORMAT:
+        model_spec = {k: spec[k] for k in ("target", "in_channels", "num_classes", "kwargs") if k in spec}
+    return load_model(checkpoint, model_spec=model_spec, map_location=map_location, allow=allow)
+
+
 def load_pruned(
     directory: str | Path, base_checkpoint: str | Path | None = None, *, allow: Sequence[str] = ()
 ) -> nn.Module:
     """Load ``directory``/{plan.json, pruned.safetensors} onto the base checkpoint named in the plan (or given).
 
-    The base checkpoint's model target resolves only to a zoo name or under ``allow`` (see ``load_checkpoint``).
+    The base checkpoint's model target resolves only to a zoo name or under ``allow`` (see ``load_base``).
     """
     directory = Path(directory)
     plan = PruningPlan.load(directory / "plan.json")
-    checkpoint = base_checkpoint or plan.base_model.get("checkpoint")
-    if checkpoint is None:
-        raise PlanError("the plan names no base checkpoint; pass base_checkpoint=")
-    base, _ = load_checkpoint(checkpoint, allow=allow)
+    base, _ = load_base(plan, base_checkpoint, allow=allow)
     return rebuild_pruned(base, plan, directory / "pruned.safetensors")

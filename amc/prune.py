@@ -19,9 +19,11 @@ from amc.cli import (
     PreflightCallback,
     build_data,
     load_checkpoint_for,
+    model_allow,
     require_positive_ints,
     resolve_device,
     user_errors,
+    user_model_spec,
 )
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import machine_conditions, measure_model_latencies
@@ -42,9 +44,11 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     output_dir = preflight(cfg, Path(output_dir))
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=list(cfg.model_allow))
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=model_allow(cfg),
+                                     model_spec=user_model_spec(cfg, data))
     input_shape = (1, data.in_channels, *data.image_size)
-    net = PrunableNetwork(base, input_shape, exclude=list(cfg.exclude), round_to=cfg.round_to)
+    net = PrunableNetwork(base, input_shape, exclude=list(cfg.exclude), round_to=cfg.round_to,
+                          graph_time_limit=cfg.graph_time_limit)
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     if cfg.plan:
         plan = PruningPlan.load(cfg.plan)

@@ -29,9 +29,11 @@ from amc.cli import (
     command_line,
     full_errors,
     load_checkpoint_for,
+    model_allow,
     require_positive_ints,
     resolve_device,
     user_errors,
+    user_model_spec,
 )
 from amc.data.base import DataSplits
 from amc.envs import ChannelPruningEnv
@@ -136,10 +138,17 @@ DEFINING = ("checkpoint", "data", "protocol", "env", "agent", "seed", "method")
 RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 
+# settings under DEFINING that cannot change a search's results: a resume may change them
+RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory"})
+
+
 def defining_settings(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The settings that define a search (a resumed run must not change them), resolved to plain data."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    return {k: c.get(k) for k in DEFINING}
+    settings = {k: c.get(k) for k in DEFINING}
+    model = c.get("model")  # a plain state dict's model; absent (None) for our checkpoints and in older runs
+    settings["model"] = model if isinstance(model, dict) and model.get("_target_") is not None else None
+    return settings
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -186,7 +195,8 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"resume={run_dir} is not a run directory")
     recorded, given = _flatten(recorded_settings(run_dir)), _flatten(defining_settings(cfg))
-    differing = sorted(k for k in recorded.keys() | given.keys() if recorded.get(k) != given.get(k))
+    differing = sorted(k for k in recorded.keys() | given.keys()
+                       if k not in RESULT_NEUTRAL and recorded.get(k) != given.get(k))
     if differing:
         lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in differing[:8])
         more = f" (and {len(differing) - 8} more)" if len(differing) > 8 else ""
@@ -227,8 +237,10 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     p, e = cfg.protocol, cfg.env
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
-    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=list(cfg.model_allow))
-    net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to)
+    base, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=model_allow(cfg),
+                                     model_spec=user_model_spec(cfg, data))
+    net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to,
+                          graph_time_limit=e.get("graph_time_limit"))
     table = None
     if p.resource == "latency":
         t, table_path = p.latency_table, run_dir / "latency_table.json"

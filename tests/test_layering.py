@@ -14,7 +14,7 @@ import sys
 import amc
 
 # Entry points that compose hydra configs (python -m amc.<name>) and their shared hydra helpers (amc.cli).
-ENTRY_POINTS = {"amc.cli", "amc.search", "amc.train", "amc.prune", "amc.finetune", "amc.apply"}
+ENTRY_POINTS = {"amc.cli", "amc.search", "amc.train", "amc.prune", "amc.finetune", "amc.apply", "amc.inspect"}
 FRAMEWORK_PACKAGES = ("amc.envs", "amc.agents", "amc.conf")  # gymnasium, stable-baselines3, hydra configs
 FORBIDDEN = ["hydra", "omegaconf", "gymnasium", "stable_baselines3"]
 

@@ -1,4 +1,4 @@
-"""The model zoo; every builder takes ``in_channels`` and ``num_classes``.
+"""The model zoo (every builder takes ``in_channels`` and ``num_classes``) and the resolution of other model builders.
 
 Zoo builders are named ``resnet20`` or ``amc.models.resnet20`` (or their defining path). Other ``nn.Module``
 factories are named by import path (``package.module.function``) and are imported only when the caller allows them:
@@ -9,6 +9,7 @@ factories are named by import path (``package.module.function``) and are importe
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ _ZOO_PATHS: dict[str, Callable[..., nn.Module]] = {
     for spelling in (name, f"{__name__}.{name}", f"{fn.__module__}.{fn.__qualname__}")
 }
 
-__all__ = ["ZOO", "TargetNotAllowedError", "build_model", "check_target", "resolve_target", *ZOO]
+__all__ = ["ZOO", "TargetNotAllowedError", "accepted_io_args", "build_model", "check_target", "resolve_target", *ZOO]
 
 
 class TargetNotAllowedError(ValueError):
@@ -104,13 +105,30 @@ def resolve_target(target: str, *, allow: Sequence[str] = ()) -> Callable[..., A
     return getattr(module, attr)
 
 
-def build_model(target: str, *, in_channels: int, num_classes: int, allow: Sequence[str] = (), **kwargs: Any) -> nn.Module:
-    """Build a model by zoo name or allowed import path; the builder must accept in_channels and num_classes."""
-    fn = resolve_target(target, allow=allow)
+def accepted_io_args(fn: Callable[..., Any]) -> set[str]:
+    """Which of ``in_channels`` / ``num_classes`` the builder ``fn`` takes (by name, or through ``**kwargs``)."""
     try:
-        model = fn(in_channels=in_channels, num_classes=num_classes, **kwargs)
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature: pass both, the call says if that is wrong
+        return {"in_channels", "num_classes"}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return {"in_channels", "num_classes"}
+    return {"in_channels", "num_classes"} & set(params)
+
+
+def build_model(target: str, *, in_channels: int, num_classes: int, allow: Sequence[str] = (), **kwargs: Any) -> nn.Module:
+    """Build a model by zoo name or allowed import path.
+
+    The builder gets ``in_channels`` and ``num_classes`` when its signature takes them (a third-party class such as
+    ``MyNet(width=2)`` need not); kwargs given explicitly win. Callers check the output width against the data.
+    """
+    fn = resolve_target(target, allow=allow)
+    io = {"in_channels": in_channels, "num_classes": num_classes}
+    io = {k: v for k, v in io.items() if k in accepted_io_args(fn) and k not in kwargs}
+    try:
+        model = fn(**io, **kwargs)
     except TypeError as e:
-        raise TypeError(f"model {target!r} could not be built with in_channels, num_classes and {kwargs}: {e}") from e
+        raise TypeError(f"model {target!r} could not be built with {sorted(io)} and {kwargs}: {e}") from e
     if not isinstance(model, nn.Module):
         raise TypeError(f"model {target!r} returned {type(model).__name__}, expected an nn.Module")
     return model

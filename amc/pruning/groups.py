@@ -2,15 +2,25 @@
 
 One group is one set of coupled channels (a residual stage, an inverted-residual block's hidden channels,
 a depthwise conv and its producer): it takes one keep ratio. The original model is never modified.
+
+Before a group is offered for pruning it must prove itself: a group touching a grouped (non-depthwise) convolution,
+or whose trial prune (half its channels) does not run or changes the output shape, is *frozen* (kept whole, with the
+reason) rather than left to crash a search. Building the graph has a time limit (torch-pruning can take very long
+on channel shuffles).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -54,6 +64,50 @@ class ChannelGroup:
         return [i for i, r in zip(layer_member.idxs, layer_member.root_idxs) if r in root_subset]
 
 
+@dataclass(frozen=True)
+class FrozenGroup:
+    """A dependency group kept whole: its root, the layers it couples, its channels and why it is not pruned."""
+
+    root: str
+    layers: tuple[str, ...]
+    channels: int
+    reason: str
+
+
+class GraphError(ValueError):
+    """torch-pruning could not build (or took too long to build) a model's dependency graph."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None, what: str) -> Iterator[None]:
+    """Raise GraphError after ``seconds`` of wall time (SIGALRM: main thread on Unix only; elsewhere no limit)."""
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise GraphError(f"{what} took more than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _is_grouped_conv(module: nn.Module) -> bool:
+    """A convolution with groups that are neither 1 nor depthwise (one input channel per group)."""
+    return isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
 def validate_keep_ratios(keep_ratios: Sequence[float], num_groups: int) -> None:
     if len(keep_ratios) != num_groups:
         raise ValueError(f"got {len(keep_ratios)} keep ratios for {num_groups} prunable groups")
@@ -83,7 +137,9 @@ class PrunableNetwork:
         *,
         exclude: Sequence[str] = (),
         round_to: int = 1,
+        graph_time_limit: float | None = 120.0,
     ) -> None:
+        """``graph_time_limit``: seconds allowed for torch-pruning's dependency graph (None: no limit)."""
         self.model = model.eval()
         self.input_shape = (1, *tuple(input_shape)[1:])
         self.round_to = round_to
@@ -99,8 +155,7 @@ class PrunableNetwork:
         ignored = [self.modules[output_layer], *(self.modules[n] for n in exclude)]
         name_of = {m: n for n, m in self.modules.items()}
         raw = []
-        for group in dependency_groups(model, torch.randn(self.input_shape, device=device), ignored_layers=ignored,
-                                       root_module_types=(nn.Conv2d, nn.Linear)):
+        for group in self._dependency_groups(device, ignored, exclude, graph_time_limit):
             members = []
             for item in group:
                 if not isinstance(item.module, nn.Module) or item.module not in name_of:
@@ -112,17 +167,74 @@ class PrunableNetwork:
         # the root is the group's first producing layer in forward order; groups follow their roots
         roots = [min((m.layer for m in ms if m.dim == "out" and m.layer in order), key=order.__getitem__) for ms in raw]
         raw = sorted(zip(roots, raw), key=lambda r: order[r[0]])
-        self.groups: list[ChannelGroup] = [self._describe(i, root, members) for i, (root, members) in enumerate(raw)]
+        described = [self._describe(i, root, members) for i, (root, members) in enumerate(raw)]
+        with torch.no_grad():
+            self.output_shape = tuple(model(torch.zeros(self.input_shape, device=device)).shape)
+        self.frozen: list[FrozenGroup] = []
+        self.groups: list[ChannelGroup] = []
+        for group in described:
+            reason = self._freeze_reason(group)
+            if reason is None:
+                self.groups.append(replace(group, index=len(self.groups)))
+            else:
+                self.frozen.append(FrozenGroup(group.root, tuple(dict.fromkeys((*group.producers, *group.consumers))),
+                                               group.channels, reason))
+                log.warning("frozen (not pruned): group of %s (%d channels, layers %s): %s", group.root, group.channels,
+                            ", ".join(self.frozen[-1].layers), reason)
         if not self.groups:
+            frozen = f"; frozen: {[f.root for f in self.frozen]}" if self.frozen else ""
             raise ValueError(
                 f"model {type(model).__name__} has no prunable channel group (only its output layer "
-                f"{output_layer!r} and excluded layers {list(exclude)} produce channels)"
+                f"{output_layer!r} and excluded layers {list(exclude)} produce channels{frozen})"
             )
         self._original_channels = [g.channels for g in self.groups]
         self.original_macs = self.predict_macs(self._original_channels)
         self.original_params = self.predict_params(self._original_channels)
         log.info("%s: %d prunable groups, %d MACs, %d params", type(model).__name__, len(self.groups),
                  self.original_macs, self.original_params)
+
+    # -- graph and prunability -------------------------------------------------------------------------
+    def _dependency_groups(self, device: torch.device, ignored: list[nn.Module], exclude: Sequence[str],
+                           time_limit: float | None) -> list:
+        name = type(self.model).__name__
+        advice = ("channel split/shuffle (view/transpose/reshape of the channel axis) is the usual cause; prune a "
+                  "model without it, or raise the limit (graph_time_limit / env.graph_time_limit) if it is merely large")
+        start = time.perf_counter()
+        try:
+            with _time_limit(time_limit, f"building the dependency graph of {name} (torch-pruning)"):
+                groups = dependency_groups(self.model, torch.randn(self.input_shape, device=device),
+                                           ignored_layers=ignored, root_module_types=(nn.Conv2d, nn.Linear))
+        except GraphError as e:
+            raise GraphError(f"{e}: {advice}") from None
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, AttributeError) as e:
+            raise GraphError(f"torch-pruning could not build the dependency graph of {name} ({_first_line(e)}): "
+                             f"{advice}") from e
+        log.debug("dependency graph of %s in %.2f s", name, time.perf_counter() - start)
+        return groups
+
+    def _freeze_reason(self, group: ChannelGroup) -> str | None:
+        """Why ``group`` cannot be pruned safely, or None: a grouped conv, or a trial prune that breaks the model."""
+        grouped = [m.layer for m in group.members if _is_grouped_conv(self.modules[m.layer])]
+        if grouped:
+            conv = self.modules[grouped[0]]
+            return (f"grouped convolution {grouped[0]} (groups={conv.groups}): removing channels would break its "
+                    f"groups")
+        drop = set(range(group.channels // 2, group.channels))
+        if not drop:
+            return None
+        trial = copy.deepcopy(self.model)
+        modules = dict(trial.named_modules())
+        try:
+            for m in group.members:
+                m.handler(modules[m.layer], group.layer_idxs(m, drop))
+            with torch.no_grad():
+                shape = tuple(trial(torch.zeros(self.input_shape, device=next(trial.parameters()).device)).shape)
+        except Exception as e:  # noqa: BLE001 - any failure of the trial means the coupling is not understood
+            return (f"a trial prune fails ({_first_line(e)}): the dependency graph does not see how these channels "
+                    f"couple (e.g. a shortcut in an opaque function)")
+        if shape != self.output_shape:
+            return f"a trial prune changes the output shape {self.output_shape} to {shape}"
+        return None
 
     # -- metadata ---------------------------------------------------------------------------------------
     def _describe(self, index: int, root: str, members: list[GroupMember]) -> ChannelGroup:

@@ -37,4 +37,24 @@ def prune_copy(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> nn.Module:
             continue
         for m in group.members:
             m.handler(modules[m.layer], group.layer_idxs(m, drop))
-    return model.eval()
+    check_runs(model.eval(), net, kept)
+    return model
+
+
+class PrunedModelError(ValueError):
+    """A pruned model does not run or gives outputs of another shape than the original."""
+
+
+def check_runs(model: nn.Module, net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> None:
+    """One forward pass of a zero image: the pruned model must run and give the original's output shape."""
+    changed = [f"{g.root} {len(k)}/{g.channels}" for g, k in zip(net.groups, kept) if len(k) < g.channels]
+    try:
+        with torch.no_grad():
+            shape = tuple(model(torch.zeros(net.input_shape, device=next(model.parameters()).device)).shape)
+    except RuntimeError as e:
+        raise PrunedModelError(f"the pruned {type(model).__name__} does not run ({str(e).splitlines()[0]}); pruned "
+                               f"groups: {', '.join(changed)}. Exclude the layers of the group that breaks it "
+                               f"(env.exclude / exclude)") from e
+    if shape != net.output_shape:
+        raise PrunedModelError(f"the pruned {type(model).__name__} outputs {shape}, the original {net.output_shape}; "
+                               f"pruned groups: {', '.join(changed)}")
