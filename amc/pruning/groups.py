@@ -172,8 +172,9 @@ class PrunableNetwork:
             self.output_shape = tuple(model(torch.zeros(self.input_shape, device=device)).shape)
         self.frozen: list[FrozenGroup] = []
         self.groups: list[ChannelGroup] = []
+        reasons = self._freeze_reasons(described)
         for group in described:
-            reason = self._freeze_reason(group)
+            reason = reasons.get(group.index)
             if reason is None:
                 self.groups.append(replace(group, index=len(self.groups)))
             else:
@@ -212,21 +213,34 @@ class PrunableNetwork:
         log.debug("dependency graph of %s in %.2f s", name, time.perf_counter() - start)
         return groups
 
-    def _freeze_reason(self, group: ChannelGroup) -> str | None:
-        """Why ``group`` cannot be pruned safely, or None: a grouped conv, or a trial prune that breaks the model."""
-        grouped = [m.layer for m in group.members if _is_grouped_conv(self.modules[m.layer])]
-        if grouped:
-            conv = self.modules[grouped[0]]
-            return (f"grouped convolution {grouped[0]} (groups={conv.groups}): removing channels would break its "
-                    f"groups")
-        drop = set(range(1, group.channels, 2))  # every other channel: a spread cut, not whole blocks of channels
-        if not drop:
-            return None
+    def _freeze_reasons(self, groups: list[ChannelGroup]) -> dict[int, str]:
+        """Why each group that cannot be pruned safely cannot (by group index): a grouped convolution, or a trial
+        prune of every other channel that fails to run or changes the output shape. All remaining groups are tried
+        in one pruned copy first; only if that fails is each tried alone."""
+        reasons: dict[int, str] = {}
+        for group in groups:
+            grouped = [m.layer for m in group.members if _is_grouped_conv(self.modules[m.layer])]
+            if grouped:
+                reasons[group.index] = (f"grouped convolution {grouped[0]} (groups={self.modules[grouped[0]].groups}): "
+                                        f"removing channels would break its groups")
+        candidates = [g for g in groups if g.index not in reasons and g.channels > 1]
+        if candidates and self._trial_prune(candidates) is not None:
+            for group in candidates:
+                reason = self._trial_prune([group])
+                if reason is not None:
+                    reasons[group.index] = reason
+        return reasons
+
+    def _trial_prune(self, groups: list[ChannelGroup]) -> str | None:
+        """Prune every other channel of ``groups`` in a copy and run it: None if it runs with the original output
+        shape, else what went wrong."""
         trial = copy.deepcopy(self.model)
         modules = dict(trial.named_modules())
         try:
-            for m in group.members:
-                m.handler(modules[m.layer], group.layer_idxs(m, drop))
+            for group in groups:
+                drop = set(range(1, group.channels, 2))  # a spread cut, not whole blocks of channels
+                for m in group.members:
+                    m.handler(modules[m.layer], group.layer_idxs(m, drop))
             with torch.no_grad():
                 shape = tuple(trial(torch.zeros(self.input_shape, device=next(trial.parameters()).device)).shape)
         except Exception as e:  # noqa: BLE001 - any failure of the trial means the coupling is not understood
