@@ -29,7 +29,7 @@ from stable_baselines3.common.callbacks import CallbackList
 
 from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_actor, load_policy_weights, make_agent
 from amc.cli import PreflightCallback, user_errors
-from amc.envs.channel_pruning import OBS_FIELDS
+from amc.envs.channel_pruning import TARGET_FIELD, observation_fields
 from amc.heuristics import HEURISTICS
 from amc.measure.accuracy import evaluate_accuracy
 from amc.plan import PlanError, PruningPlan, check_plan_structure
@@ -40,6 +40,7 @@ from amc.search import (
     compare_and_report,
     final_evaluation,
     recorded_settings,
+    run_actor,
     run_heuristic,
 )
 from amc.search_log import EpisodeLog
@@ -88,7 +89,11 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
                 raise FileNotFoundError(f"agent_run={agent_dir} has no {name}: pass the run dir of a finished "
                                         f"`python -m amc.search` (method=amc) or `amc.apply` with refine_episodes")
         meta = json.loads((agent_dir / "actor.json").read_text(encoding="utf-8"))
-        check_actor_fits(meta, obs_fields=OBS_FIELDS, lbound=cfg.env.lbound, rbound=cfg.env.rbound, source=agent_dir)
+        conditioned = TARGET_FIELD in ((meta.get("observation") or {}).get("fields") or ())
+        with open_dict(cfg):
+            cfg.env.budget_in_state = conditioned  # the agent's observation layout decides
+        check_actor_fits(meta, obs_fields=observation_fields(conditioned), lbound=cfg.env.lbound, rbound=cfg.env.rbound,
+                         source=agent_dir)
         if cfg.refine_episodes and not (agent_dir / "resume" / "policy.safetensors").is_file():
             raise FileNotFoundError(f"refine_episodes needs the agent's critic too: {agent_dir}/resume/policy.safetensors "
                                     f"is missing")
@@ -105,6 +110,11 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
     if cfg.protocol.target is None:
         with open_dict(cfg):
             cfg.protocol.target = default_target(cfg, source)
+    if source == "agent_run":
+        trained = recorded_settings(Path(str(cfg.agent_run)))["protocol"].get("target_range")
+        if trained and not trained[0] <= float(cfg.protocol.target) <= trained[1]:
+            log.warning("protocol.target=%s lies outside the range the agent was trained on (%s)", cfg.protocol.target,
+                        trained)
     check_common(cfg)
     found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
     if found:
@@ -133,18 +143,6 @@ class Preflight(PreflightCallback):
 
 
 # -- the three sources ----------------------------------------------------------------------------------------------
-def run_actor(actor: torch.nn.Module, setup: Setup, seed: int) -> dict[str, Any]:
-    """One deterministic episode of ``actor`` (observation -> action in [-1, 1]) through the env and its wall."""
-    obs, _ = setup.env.reset(seed=seed)
-    info: dict[str, Any] = {}
-    terminated = False
-    with torch.no_grad():
-        while not terminated:
-            action = actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].cpu().numpy()
-            obs, _, terminated, _, info = setup.env.step(action)
-    return info
-
-
 def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
     """Continue training the agent of ``cfg.agent_run`` on this network for ``refine_episodes`` episodes.
 
@@ -160,7 +158,7 @@ def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epis
     load_policy_weights(agent, agent_dir)
     total = episode_log.episode + cfg.refine_episodes
     callback = CallbackList([EpisodeLogCallback(episode_log, total),
-                             SaveAgentCallback(run_dir, obs_fields=OBS_FIELDS,
+                             SaveAgentCallback(run_dir, obs_fields=setup.env.obs_fields,
                                                keep_ratio_bounds=(setup.env.lbound, setup.env.rbound))])
     agent.learn(total_timesteps=cfg.refine_episodes * setup.net.num_groups, callback=callback, log_interval=None)
 
@@ -194,7 +192,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                              group_names=[g.root for g in setup.net.groups])
     if source == "agent_run":
         actor = load_actor(Path(str(cfg.agent_run))).to(setup.device)
-        episode_log.record(run_actor(actor, setup, cfg.seed))  # zero-shot
+        episode_log.record(run_actor(actor, setup.env, cfg.seed))  # zero-shot
         log.info("zero-shot policy of %s: reward %.4f", cfg.agent_run, episode_log.best_reward)
         if cfg.refine_episodes:
             refine_agent(cfg, setup, output_dir, episode_log)

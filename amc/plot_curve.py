@@ -84,6 +84,14 @@ def moving_average(values: Sequence[float], window: int = WINDOW) -> np.ndarray:
     return (csum[idx] - csum[start]) / (idx - start)
 
 
+def drawn_targets(rows: Sequence[dict]) -> np.ndarray | None:
+    """Each episode's budget when the run drew them (``protocol.target_range``: more than one value), else None."""
+    targets = [r.get("target") for r in rows]
+    if any(t is None for t in targets) or len(set(targets)) < 2:
+        return None
+    return np.array(targets, dtype=float)
+
+
 def plot_reward_curve(run_dir: str | Path, out: str | Path | None = None, window: int = WINDOW) -> Path:
     """Write the reward curve of ``run_dir`` to ``out`` (default ``run_dir/reward_curve.png``); returns the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -96,8 +104,14 @@ def plot_reward_curve(run_dir: str | Path, out: str | Path | None = None, window
     fig = Figure(figsize=(7.0, 4.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter(episodes, rewards, s=8, alpha=0.4, color="tab:blue", label="episode reward")
-    ax.plot(episodes, np.maximum.accumulate(rewards), color="tab:red", label="running best")
+    targets = drawn_targets(rows)
+    if targets is None:
+        ax.scatter(episodes, rewards, s=8, alpha=0.4, color="tab:blue", label="episode reward")
+        ax.plot(episodes, np.maximum.accumulate(rewards), color="tab:red", label="running best")
+    else:  # a budget-conditioned run: rewards at different budgets, coloured by the drawn target; no running best
+        points = ax.scatter(episodes, rewards, s=10, alpha=0.7, c=targets, cmap="viridis",
+                            label="episode reward (colour: drawn target)")
+        fig.colorbar(points, ax=ax, label="target ratio")
     ax.plot(episodes, moving_average(rewards, window), color="tab:green", label=f"moving average ({window})")
     warmup = warmup_end(run_dir)
     if warmup is not None and 0 < warmup <= int(episodes.max()):

@@ -2,8 +2,9 @@
 
 The report finds every finished search below a directory (a ``summary.json``; baselines of ``compare_with`` sit in
 ``<job>/compare/<method>/``), reads the budget and seed from the job's ``.hydra/config.yaml`` (plain YAML, no hydra
-here: this module is core library) and writes ``report.md`` (budget x method, mean ± std over seeds) and
-``report.png`` (budget vs test accuracy, one line per method).
+here: this module is core library) and writes ``report.md`` (budget x method, mean ± std over seeds, n) and
+``report.png`` (test accuracy against the achieved MACs or params ratio, one line per method through its per-budget
+means with the seeds as faint points, the unpruned model as a dashed line; one budget: methods side by side).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from safetensors import SafetensorError, safe_open
 
 from amc.measure.latency import NOISY_SPREAD
 
 log = logging.getLogger(__name__)
 
 METRICS = (("test_acc", "test acc", 100.0, "%"), ("reward_val_acc", "reward-val acc", 100.0, "%"),
-           ("test_acc_bn", "test acc, BN recal", 100.0, "%"), ("macs_ratio", "MACs ratio", 1.0, ""))
+           ("test_acc_bn", "test acc, BN recal", 100.0, "%"), ("macs_ratio", "MACs ratio", 1.0, ""),
+           ("params_ratio", "params ratio", 1.0, ""))  # params ratio: shown when a budget is on params
 
 
 def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None) -> str:
@@ -77,10 +81,27 @@ class RunResult:
     reward_val_acc: float
     macs_ratio: float
     test_acc_bn: float | None = None  # the same model after BN recalibration (final_eval.bn_recalibration_batches)
+    params_ratio: float | None = None  # achieved params ratio (summary, or params / the plan's params_before)
+    original_test_acc: float | None = None  # the unpruned model's (summary "original", or comparison.md)
+    model: str | None = None  # the base model's builder, e.g. amc.models.resnet20
+    dataset: str | None = None  # e.g. fashion_mnist
 
     @property
     def budget(self) -> tuple[str, float]:
         return (self.resource or "accuracy-guaranteed", self.target)
+
+    @property
+    def job_dir(self) -> Path:
+        """The search job's dir: a baseline in ``<job>/compare/<method>/`` belongs to ``<job>``."""
+        return self.path.parent.parent if self.path.parent.name == "compare" else self.path
+
+    @property
+    def achieved_ratio(self) -> float:
+        """What the budget constrained, as achieved: the params ratio for params budgets, else the MACs ratio
+        (latency budgets and accuracy-guaranteed runs record no latency ratio: MACs stand in)."""
+        if self.resource == "params" and self.params_ratio is not None:
+            return self.params_ratio
+        return self.macs_ratio
 
 
 def _read_json(path: Path) -> Any:
@@ -107,6 +128,84 @@ def job_config(run_dir: Path) -> dict[str, Any] | None:
                 return None
             return cfg if isinstance(cfg, dict) else None
     return None
+
+
+def original_test_acc_from_table(path: Path) -> float | None:
+    """The unpruned model's test accuracy (a fraction) from the ``| original | ...`` row of a ``comparison.md``.
+
+    The column is found by its header ``test acc``; None when the file, the row or a number is missing.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("skipped %s: not readable UTF-8 (%s)", path, e)
+        return None
+    column: int | None = None
+    for line in text.splitlines():
+        if not line.lstrip().startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if column is None:
+            column = cells.index("test acc") if "test acc" in cells else None
+        elif cells[0] == "original" and column < len(cells):
+            value = cells[column]
+            try:
+                return float(value.rstrip("%")) / 100 if value.endswith("%") else float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _original_test_acc(summary: dict[str, Any], run_dir: Path) -> float | None:
+    """The unpruned model's test accuracy: ``summary["original"]``, else the comparison.md of the run or its job."""
+    original = summary.get("original")
+    if isinstance(original, dict) and isinstance(original.get("test_acc"), int | float):
+        return float(original["test_acc"])
+    for d in dict.fromkeys((run_dir, run_dir.parent.parent if run_dir.parent.name == "compare" else run_dir)):
+        if (d / "comparison.md").is_file():
+            return original_test_acc_from_table(d / "comparison.md")
+    return None
+
+
+def _checkpoint_names(path: Any) -> tuple[str | None, str | None]:
+    """(model builder, dataset) recorded in an amc safetensors checkpoint's header; no tensor is read."""
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None, None
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        spec, extra = json.loads(meta.get("model_spec", "{}")), json.loads(meta.get("extra", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:  # a plain state dict or a .pt file: nothing recorded
+        log.debug("no model names in %s (%s)", path, e)
+        return None, None
+    model = spec.get("target") if isinstance(spec, dict) else None
+    dataset = extra.get("dataset") if isinstance(extra, dict) else None
+    return (model if isinstance(model, str) else None), (dataset if isinstance(dataset, str) else None)
+
+
+def _model_and_dataset(cfg: dict[str, Any], plan: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The base model (plan's base_model.target, config's model._target_) and dataset (config's data._target_),
+    completed from the checkpoint's header when the config or plan does not say."""
+    base = plan.get("base_model") if isinstance(plan.get("base_model"), dict) else {}
+    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    data_cfg = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    model = base.get("target") or model_cfg.get("_target_")
+    data_target = data_cfg.get("_target_")
+    dataset = data_target.rsplit(".", 1)[-1] if isinstance(data_target, str) else None
+    if not (isinstance(model, str) and dataset):
+        ckpt_model, ckpt_dataset = _checkpoint_names(cfg.get("checkpoint") or base.get("checkpoint"))
+        model = model if isinstance(model, str) else ckpt_model
+        dataset = dataset or ckpt_dataset
+    return (model if isinstance(model, str) else None), dataset
+
+
+def _achieved(summary: dict[str, Any], plan: dict[str, Any], resource: str, *, required: bool) -> float | None:
+    """The achieved ``resource`` ratio (macs, params) from the summary, else the summary's count over the plan's
+    (a KeyError when ``required`` and the summary lacks the count)."""
+    ratio = summary.get(f"{resource}_ratio")
+    if ratio is None and plan.get(f"{resource}_before") and (required or resource in summary):
+        ratio = summary[resource] / plan[f"{resource}_before"]
+    return None if ratio is None else float(ratio)
 
 
 def load_run(summary_path: Path) -> RunResult:
@@ -139,18 +238,22 @@ def load_run(summary_path: Path) -> RunResult:
         method = run_dir.name
     else:
         method = summary.get("variant") or cfg.get("method") or settings.get("method", "?")
-    macs_ratio = summary.get("macs_ratio")
-    if macs_ratio is None and not plan.get("macs_before"):
-        raise ValueError(f"{summary_path} has no macs_ratio and there is no best_plan.json to compute it")
+    for resource in ("macs", "params"):
+        if (resource == "macs" or protocol.get("resource") == resource) and summary.get(f"{resource}_ratio") is None \
+                and not plan.get(f"{resource}_before"):
+            raise ValueError(f"{summary_path} has no {resource}_ratio and there is no best_plan.json to compute it")
+    model, dataset = _model_and_dataset(cfg, plan)
     try:
-        if macs_ratio is None:
-            macs_ratio = summary["macs"] / plan["macs_before"]
         seed = cfg.get("seed")
+        macs_ratio = _achieved(summary, plan, "macs", required=True)
+        params_ratio = _achieved(summary, plan, "params", required=protocol.get("resource") == "params")
         return RunResult(path=run_dir, method=str(method), resource=protocol.get("resource"),
                          target=float(protocol["target"]), seed=None if seed is None else int(seed),
                          test_acc=float(summary["test_acc"]), reward_val_acc=float(summary["reward_val_acc"]),
                          macs_ratio=float(macs_ratio),
-                         test_acc_bn=None if summary.get("test_acc_bn") is None else float(summary["test_acc_bn"]))
+                         test_acc_bn=None if summary.get("test_acc_bn") is None else float(summary["test_acc_bn"]),
+                         params_ratio=params_ratio,
+                         original_test_acc=_original_test_acc(summary, run_dir), model=model, dataset=dataset)
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
@@ -186,13 +289,23 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
-    """One row per (budget, method): n and (mean, std) of every metric over seeds; budgets ascending."""
+def _method_order(method: str) -> tuple[int, str]:
+    order = ("amc", "random", "uniform", "deep", "shallow")
+    return (order.index(method) if method in order else len(order), method)
+
+
+def _groups(runs: Sequence[RunResult]) -> dict[tuple[tuple[str, float], str], list[RunResult]]:
+    """Runs grouped by (budget, method); budgets ascending, methods in the usual order."""
     groups: dict[tuple[tuple[str, float], str], list[RunResult]] = {}
     for r in runs:
         groups.setdefault((r.budget, r.method), []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))))
+
+
+def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """One row per (budget, method): n and (mean, std) of every metric over seeds; budgets ascending."""
     rows = []
-    for (budget, method), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _method_order(kv[0][1]))):
+    for (budget, method), members in _groups(runs).items():
         row: dict[str, Any] = {"resource": budget[0], "target": budget[1], "method": method, "n": len(members),
                                "seeds": sorted({m.seed for m in members if m.seed is not None})}
         for key, *_ in METRICS:
@@ -202,49 +315,170 @@ def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def _method_order(method: str) -> tuple[int, str]:
-    order = ("amc", "random", "uniform", "deep", "shallow")
-    return (order.index(method) if method in order else len(order), method)
+def unpruned_test_acc(runs: Sequence[RunResult]) -> tuple[float, int] | None:
+    """The unpruned model's test accuracy (mean over the jobs that record it) and how many jobs do; None if none."""
+    per_job: dict[Path, float] = {}
+    for r in runs:
+        if r.original_test_acc is not None:
+            per_job.setdefault(r.job_dir, r.original_test_acc)
+    return (statistics.fmean(per_job.values()), len(per_job)) if per_job else None
 
 
 def format_report(rows: Sequence[dict[str, Any]]) -> str:
-    """A markdown table: budget, method, n, then mean ± std of test acc, reward-val acc and MACs ratio."""
-    lines = ["| budget | method | n | " + " | ".join(label for _, label, *_ in METRICS) + " |",
-             "|---|---|---:|" + "---:|" * len(METRICS)]
+    """A markdown table: budget, method, n, then mean ± std of test acc, reward-val acc, MACs ratio (and params ratio
+    when a budget is on params); a group of one run shows its value alone."""
+    metrics = [m for m in METRICS if m[0] != "params_ratio" or any(r["resource"] == "params" for r in rows)]
+    lines = ["| budget | method | n | " + " | ".join(label for _, label, *_ in metrics) + " |",
+             "|---|---|---:|" + "---:|" * len(metrics)]
     for r in rows:
         cells = []
-        for key, _, scale, unit in METRICS:
-            if r[key] is None:
+        for key, _, scale, unit in metrics:
+            if r.get(key) is None:
                 cells.append("-")
                 continue
             mean, std = r[key]
             digits = 2 if scale == 100.0 else 3
-            cells.append(f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}{unit}")
+            spread = f" ± {scale * std:.{digits}f}" if r["n"] > 1 else ""
+            cells.append(f"{scale * mean:.{digits}f}{spread}{unit}")
         lines.append(f"| {r['resource']} {r['target']:g} | {r['method']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot_report(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Budget (target ratio) vs test accuracy, one line per method (per resource), error bars = std over seeds."""
+# display names of the zoo's model families, for titles only ("resnet20" -> "ResNet-20", "mobilenet_v2" -> "MobileNet-V2")
+_FAMILIES = {"resnet": "ResNet", "mobilenet": "MobileNet", "vgg": "VGG", "plain": "Plain"}
+
+
+def model_label(target: str) -> str:
+    """'ResNet-20 (amc.models.resnet20)' for a builder named <family><depth>[_v<k>] of a known family, else ``target``."""
+    m = re.fullmatch(r"([a-z]+)(\d*)(?:_v(\d+))?", target.rsplit(".", 1)[-1])
+    if m is None or m.group(1) not in _FAMILIES:
+        return target
+    name = _FAMILIES[m.group(1)] + (f"-{m.group(2)}" if m.group(2) else "") + (f"-V{m.group(3)}" if m.group(3) else "")
+    return f"{name} ({target})"
+
+
+def report_title(runs: Sequence[RunResult]) -> str:
+    """'<model> on <dataset>, n = <k> seeds per point' (several models or datasets joined; 'n = 1-3' when n varies)."""
+    models = ", ".join(dict.fromkeys(model_label(r.model) for r in runs if r.model)) or "unknown model"
+    datasets = ", ".join(dict.fromkeys(r.dataset for r in runs if r.dataset)) or "unknown data"
+    counts = [len(members) for members in _groups(runs).values()]
+    lo, hi = min(counts), max(counts)
+    n = str(lo) if lo == hi else f"{lo}-{hi}"
+    return f"{models} on {datasets}, n = {n} seed{'s' if hi > 1 else ''} per point"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One method in one panel of report.png. Per budget (ascending target): mean ± std over seeds of the achieved
+    ratio (x) and of the test accuracy in % (y), the number of runs, and every run's (achieved ratio, test acc %)."""
+
+    method: str
+    targets: tuple[float, ...]
+    x: tuple[float, ...]
+    x_std: tuple[float, ...]
+    y: tuple[float, ...]
+    y_std: tuple[float, ...]
+    n: tuple[int, ...]
+    seeds: tuple[tuple[tuple[float, float], ...], ...]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """The runs of one budget resource: lines over the achieved ratio, or, with a single budget, one point per method
+    on a categorical x axis (``categorical``)."""
+
+    resource: str
+    xlabel: str
+    categorical: bool
+    series: tuple[Series, ...]
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """What report.png draws: a title, the unpruned model's test accuracy in % (None if no run records it), panels."""
+
+    title: str
+    unpruned: float | None
+    panels: tuple[Panel, ...]
+
+
+def _ratio_label(resource: str) -> str:
+    """The achieved ratio plotted for a budget resource (see ``RunResult.achieved_ratio``)."""
+    if resource == "params":
+        return "achieved params ratio"
+    return "achieved MACs ratio" + ("" if resource == "macs" else f" ({resource} budgets)")
+
+
+def figure_data(runs: Sequence[RunResult]) -> ReportFigure:
+    """The series report.png draws, computed from the runs (pure: no file is read or written).
+
+    One panel per budget resource; in each, one series per method with a point per budget at the mean achieved
+    ratio (not the target). A panel with a single budget is categorical (methods side by side).
+    """
+    by_panel: dict[str, dict[str, list[tuple[float, list[RunResult]]]]] = {}
+    for ((resource, target), method), members in _groups(runs).items():
+        by_panel.setdefault(resource, {}).setdefault(method, []).append((target, members))
+    panels = []
+    for resource in sorted(by_panel):
+        series = []
+        for method, points in by_panel[resource].items():
+            xs = [_mean_std([m.achieved_ratio for m in members]) for _, members in points]
+            ys = [_mean_std([100 * m.test_acc for m in members]) for _, members in points]
+            series.append(Series(
+                method=method, targets=tuple(t for t, _ in points), x=tuple(x for x, _ in xs),
+                x_std=tuple(s for _, s in xs), y=tuple(y for y, _ in ys), y_std=tuple(s for _, s in ys),
+                n=tuple(len(members) for _, members in points),
+                seeds=tuple(tuple((m.achieved_ratio, 100 * m.test_acc) for m in members) for _, members in points)))
+        targets = sorted({t for s in series for t in s.targets})
+        categorical = len(targets) == 1
+        xlabel = (f"method ({resource} target {targets[0]:g}; {_ratio_label(resource)} under each name)"
+                  if categorical else _ratio_label(resource))
+        panels.append(Panel(resource=resource, xlabel=xlabel, categorical=categorical, series=tuple(series)))
+    unpruned = unpruned_test_acc(runs)
+    return ReportFigure(title=report_title(runs), unpruned=None if unpruned is None else 100 * unpruned[0],
+                        panels=tuple(panels))
+
+
+def _jitter(count: int, centre: float = 0.2, width: float = 0.06) -> list[float]:
+    """Offsets (deterministic) of a category's single seeds: beside its mean's marker, spread so none hides another."""
+    return [centre] if count == 1 else [centre - width + 2 * width * i / (count - 1) for i in range(count)]
+
+
+def plot_report(runs: Sequence[RunResult], path: str | Path) -> Path:
+    """Test accuracy against the achieved ratio: a line per method through its per-budget means, error bars = std
+    over seeds in x and y, each seed a faint point, the unpruned model a dashed line; one panel per resource."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    data = figure_data(runs)
+    fig = Figure(figsize=(6.5 * len(data.panels), 4.8), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    resources = sorted({r["resource"] for r in rows})
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        label = r["method"] if len(resources) == 1 else f"{r['method']} ({r['resource']})"
-        lines.setdefault(label, []).append(r)
-    for label, members in lines.items():
-        members = sorted(members, key=lambda r: r["target"])
-        ax.errorbar([r["target"] for r in members], [100 * r["test_acc"][0] for r in members],
-                    yerr=[100 * r["test_acc"][1] for r in members], marker="o", capsize=3, label=label)
-    ax.set(xlabel=f"budget ({', '.join(resources)} target ratio)", ylabel="test accuracy (%)",
-           title="test accuracy vs budget (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    axes = fig.subplots(1, len(data.panels), squeeze=False)[0]
+    methods = sorted({s.method for p in data.panels for s in p.series}, key=_method_order)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, panel in zip(axes, data.panels):
+        for i, s in enumerate(panel.series):
+            colour = colours[s.method]
+            if panel.categorical:
+                ax.errorbar([i], s.y, yerr=s.y_std, marker="o", capsize=4, color=colour, label=s.method)
+                seeds = s.seeds[0]
+                ax.scatter([i + dx for dx in _jitter(len(seeds))], [y for _, y in seeds], color=colour, alpha=0.3,
+                           s=18, linewidths=0)
+            else:
+                ax.errorbar(s.x, s.y, xerr=s.x_std, yerr=s.y_std, marker="o", capsize=3, color=colour, label=s.method)
+                ax.scatter([x for seeds in s.seeds for x, _ in seeds], [y for seeds in s.seeds for _, y in seeds],
+                           color=colour, alpha=0.3, s=18, linewidths=0)
+        if panel.categorical:
+            ax.set_xticks(range(len(panel.series)), [f"{s.method}\n{s.x[0]:.3f}" for s in panel.series])
+            ax.set_xlim(-0.5, len(panel.series) - 0.5)
+        if data.unpruned is not None:
+            ax.axhline(data.unpruned, linestyle="--", color="0.35", linewidth=1, label=f"unpruned ({data.unpruned:.2f}%)")
+        ax.set(xlabel=panel.xlabel, ylabel="test accuracy (%)")
+        if len(data.panels) > 1:
+            ax.set_title(f"{panel.resource} budgets", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{data.title}\nmean ± std over seeds; faint points: single seeds", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
@@ -254,19 +488,26 @@ def plot_report(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 def write_report(root: str | Path, out: str | Path | None = None) -> tuple[str, Path, Path]:
     """Collect, aggregate and write ``report.md`` and ``report.png`` into ``out`` (default ``root``).
 
-    Unreadable runs are skipped with a warning and listed under the table.
+    Unreadable runs are skipped with a warning and listed under the table. Returns (the table, with the unpruned
+    model's test accuracy above it when known; report.md; report.png).
     """
     skipped: list[tuple[Path, str]] = []
-    rows = aggregate(collect_runs(root, skipped))
+    runs = collect_runs(root, skipped)
+    rows = aggregate(runs)
     out = Path(out) if out is not None else Path(root)
     out.mkdir(parents=True, exist_ok=True)
     table = format_report(rows)
     notes = "".join(f"\n- {reason}" for _, reason in skipped)
     if notes:
         notes = f"\n{len(skipped)} run(s) could not be read and are not in the table:{notes}\n"
+    unpruned = unpruned_test_acc(runs)
+    if unpruned is not None:
+        jobs = f"{unpruned[1]} job{'s' if unpruned[1] > 1 else ''}"
+        table = f"unpruned model: test acc {100 * unpruned[0]:.2f}% (mean over the {jobs} that record it)\n\n{table}"
     md = out / "report.md"
-    md.write_text(f"# Search report: {Path(root)}\n\nmean ± std over seeds; n = number of runs\n\n{table}\n{notes}")
-    png = plot_report(rows, out / "report.png")
+    md.write_text(f"# Search report: {Path(root)}\n\n{report_title(runs)}; mean ± std over seeds; n = number of runs "
+                  f"(n = 1: the value alone)\n\n{table}\n{notes}")
+    png = plot_report(runs, out / "report.png")
     return table, md, png
 
 

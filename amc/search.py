@@ -82,6 +82,29 @@ def check_config(cfg: DictConfig) -> None:
     check_common(cfg)
     if cfg.method == "amc" or "amc" in cfg.compare_with:
         check_agent(cfg.agent)
+    check_target_range(cfg)
+
+
+def check_target_range(cfg: DictConfig) -> None:
+    """``protocol.target_range`` (one agent for every budget): [lo, hi] around protocol.target, for method=amc."""
+    p = cfg.protocol
+    target_range = p.get("target_range")
+    if target_range is None:
+        return
+    if p.resource is None:
+        raise ValueError("protocol.target_range needs a resource budget (protocol=macs, params or latency)")
+    values = list(target_range) if not isinstance(target_range, (str, int, float)) else []
+    if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+            or not 0.0 < values[0] < values[1] <= 1.0:
+        raise ValueError(f"protocol.target_range must be [lo, hi] with 0 < lo < hi <= 1, got {target_range}")
+    if not values[0] <= float(p.target) <= values[1]:
+        raise ValueError(f"protocol.target={p.target} (the budget the result is reported at) lies outside "
+                         f"protocol.target_range={values}")
+    if cfg.method != "amc":
+        raise ValueError(f"protocol.target_range trains one agent for every budget: it needs method=amc, got "
+                         f"method={cfg.method}")
+    if not cfg.env.get("budget_in_state", False):
+        log.warning("protocol.target_range without env.budget_in_state=true: the agent cannot see the budget")
 
 
 def check_common(cfg: DictConfig) -> None:
@@ -140,6 +163,8 @@ RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 # settings under DEFINING that cannot change a search's results: a resume may change them
 RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory"})
+# settings added after runs were recorded without them: absent in a recorded run means this value
+ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None}
 
 
 def defining_settings(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +221,7 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
         raise FileNotFoundError(f"resume={run_dir} is not a run directory")
     recorded, given = _flatten(recorded_settings(run_dir)), _flatten(defining_settings(cfg))
     differing = sorted(k for k in recorded.keys() | given.keys()
-                       if k not in RESULT_NEUTRAL and recorded.get(k) != given.get(k))
+                       if k not in RESULT_NEUTRAL and recorded.get(k, ADDED_DEFAULTS.get(k)) != given.get(k))
     if differing:
         lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in differing[:8])
         more = f" (and {len(differing) - 8} more)" if len(differing) > 8 else ""
@@ -265,7 +290,9 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                            bn_batches=e.bn_recalibration_batches, device=device)
     env = ChannelPruningEnv(net, engine, data, reward=p.reward, budget=budget, lbound=e.lbound, rbound=e.rbound,
                             eval_images=e.eval_images, eval_batch_size=e.eval_batch_size, device=device,
-                            latency_table=table, release_memory_per_episode=e.release_memory)
+                            latency_table=table, release_memory_per_episode=e.release_memory,
+                            budget_in_state=bool(e.get("budget_in_state", False)),
+                            target_range=None if p.get("target_range") is None else tuple(p.target_range))
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
 
@@ -283,7 +310,6 @@ def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None =
 def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
     """Train the agent (or continue its checkpoint); the callbacks log, checkpoint and save agent + actor."""
     from amc.agents import AMCCallback, load_resume_state, make_agent
-    from amc.envs.channel_pruning import OBS_FIELDS
 
     a = cfg.agent
     agent = make_agent(
@@ -306,7 +332,7 @@ def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Episode
         best=episode_log.best,
         checkpoint_every=cfg.checkpoint_every, progress=cfg.progress,
         hparams=_flat_hparams(cfg), group_names=[g.root for g in setup.net.groups],
-        obs_fields=OBS_FIELDS, keep_ratio_bounds=(setup.env.lbound, setup.env.rbound),
+        obs_fields=setup.env.obs_fields, keep_ratio_bounds=(setup.env.lbound, setup.env.rbound),
     )
     # log_interval=None: the callback has SB3 dump once per episode, at step = episode (one TensorBoard axis)
     agent.learn(total_timesteps=remaining * setup.net.num_groups, callback=callback,
@@ -332,11 +358,35 @@ def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> Non
     episode_log.record(setup.env.play_counts(policy.counts, seed=cfg.seed))  # exact counts, same wall and evaluation
 
 
-def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path,
-                     episode_log: EpisodeLog) -> tuple[dict[str, Any], torch.nn.Module]:
-    """Re-prune the best policy, evaluate on all reward-val and test images, save plan + model; returns the summary
-    row and the pruned model (its latency is measured later, with every variant of the table in one block)."""
-    best = episode_log.best
+def run_actor(actor: torch.nn.Module, env: ChannelPruningEnv, seed: int) -> dict[str, Any]:
+    """One deterministic episode of ``actor`` (observation -> action in [-1, 1]) through the env and its wall."""
+    obs, _ = env.reset(seed=seed)
+    info: dict[str, Any] = {}
+    terminated = False
+    with torch.no_grad():
+        while not terminated:
+            action = actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].cpu().numpy()
+            obs, _, terminated, _, info = env.step(action)
+    return info
+
+
+def at_target_result(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> dict[str, Any]:
+    """A budget-conditioned search's result: its trained actor, deterministic, at ``protocol.target``."""
+    from amc.agents import load_actor
+
+    actor = load_actor(run_dir).to(setup.device)
+    info = run_actor(actor, setup.env, cfg.seed)
+    log.info("conditioned agent at protocol.target=%s: reward %.4f, MACs ratio %.4f", cfg.protocol.target,
+             info["reward"], info["macs_ratio"])
+    return {**info, "episode": episode_log.episode, "policy": f"deterministic actor at target {cfg.protocol.target}"}
+
+
+def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog,
+                     best: dict[str, Any] | None = None) -> tuple[dict[str, Any], torch.nn.Module]:
+    """Re-prune the best policy (``best``, default the episode log's), evaluate on all reward-val and test images,
+    save plan + model; returns the summary row and the pruned model (its latency is measured later, with every
+    variant of the table in one block)."""
+    best = best if best is not None else episode_log.best
     if best is None:
         raise RuntimeError("the search recorded no episode")
     result = setup.engine.prune_counts(best["channels"])
@@ -375,12 +425,16 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     if (run_dir / "summary.json").exists() and not cfg.resume:
         raise FileExistsError(f"{run_dir} already holds a finished search (summary.json); choose a new run dir "
                               f"or continue it with resume={run_dir} episodes=<more>")
+    best = None
     episode_log = EpisodeLog(run_dir, method=cfg.method, total=cfg.episodes if cfg.method in ("amc", "random") else 1,
                              progress=cfg.progress, tensorboard=cfg.method != "amc",
                              group_names=[g.root for g in setup.net.groups])
     start = time.perf_counter()
     if cfg.method == "amc":
         run_agent(cfg, setup, run_dir, episode_log)
+        if setup.env.target_range is not None:  # one agent for every budget: report it at protocol.target
+            setup.env.fix_target(float(cfg.protocol.target))
+            best = at_target_result(cfg, setup, run_dir, episode_log)
     else:
         episode_log.resume_from_file()
         if cfg.method == "random":
@@ -389,7 +443,7 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
             run_heuristic(cfg, setup, episode_log)
     episode_log.close()
     search_seconds = time.perf_counter() - start  # the episodes only, not the final evaluation
-    row, model = final_evaluation(cfg, setup, run_dir, episode_log)
+    row, model = final_evaluation(cfg, setup, run_dir, episode_log, best=best)
     row["search_seconds"] = search_seconds
     row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episodes_this_run)
     row["reward_val_pass_seconds"] = setup.reward_val_seconds
@@ -413,9 +467,10 @@ def measure_table_latencies(cfg: DictConfig, setup: Setup, models: dict[str, tor
     record = {"conditions": conditions, "loadavg_after": machine_conditions(setup.device)["loadavg_1_5_15"],
               "batch_size": f.latency_batch_size, "stats": {name: s.to_dict() for name, s in stats.items()}}
     (run_dir / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
+    original = {k: rows[0][k] for k in ("macs", "params", "reward_val_acc", "test_acc")}  # the unpruned model
     for row in rows[1:]:  # the summaries were written before the block: add the figures
         path = (run_dir if row["variant"] == cfg.method else run_dir / "compare" / row["variant"]) / "summary.json"
-        path.write_text(json.dumps(row, indent=2))
+        path.write_text(json.dumps({**row, "original": original}, indent=2))
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 SCALARS = {"reward": "amc/episode_reward", "accuracy": "amc/accuracy", "macs_ratio": "amc/macs_ratio",
-           "params_ratio": "amc/params_ratio"}
+           "params_ratio": "amc/params_ratio", "target": "amc/target"}
 BEST_REWARD = "amc/best_reward"
 BEST_IMAGE = "amc/best_keep_ratios"
 _DROP = ("episode_end", "terminal_observation", "TimeLimit.truncated", "episode")  # SB3/Monitor bookkeeping

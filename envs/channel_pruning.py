@@ -4,6 +4,9 @@ The action is the group's keep ratio (a symmetric [-1, 1] Box rescaled to [lboun
 budget wall caps it so the resource budget stays reachable. The reward comes at the last step only: the
 network is pruned to the realised channel counts (on a copy) and evaluated on held-out training images.
 Baselines with exact channel counts play an episode through the same path with ``play_counts``.
+
+A budget-conditioned agent (one agent for every budget): ``target_range=(lo, hi)`` draws each episode's target ratio
+from the env's RNG (the wall and the reward use it) and ``budget_in_state=True`` appends it to the observation.
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork, round_channels
 from amc.rewards import get_reward
 
-OBS_DIM = 11
 OBS_FIELDS = ("t", "n", "c", "h", "w", "stride", "kernel", "macs", "reduced", "rest", "a_prev")
+OBS_DIM = len(OBS_FIELDS)
+TARGET_FIELD = "target"  # the episode's budget (target ratio), last in the observation with budget_in_state
+
+
+def observation_fields(budget_in_state: bool) -> tuple[str, ...]:
+    """The observation layout: AMC's 11 fields, plus the episode's target ratio when it is in the state."""
+    return (*OBS_FIELDS, TARGET_FIELD) if budget_in_state else OBS_FIELDS
 
 
 def _minmax(column: np.ndarray) -> np.ndarray:
@@ -56,6 +65,8 @@ class ChannelPruningEnv(gym.Env):
         device: torch.device | str = "cpu",
         latency_table: LatencyTable | None = None,
         release_memory_per_episode: bool = True,
+        budget_in_state: bool = False,
+        target_range: tuple[float, float] | None = None,
     ) -> None:
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
@@ -68,6 +79,9 @@ class ChannelPruningEnv(gym.Env):
                 raise ValueError(f"budget lbound={budget.lbound} differs from the env's lbound={lbound}")
         if eval_images is not None and eval_images < 1:
             raise ValueError(f"eval_images must be >= 1 or None (all), got {eval_images}")
+        if (budget_in_state or target_range is not None) and budget is None:
+            raise ValueError("budget_in_state and target_range need a resource budget (the accuracy-guaranteed "
+                             "protocol has none)")
         data.split(eval_split)  # validates the split name
         self.reward_fn = get_reward(reward)
         self.net, self.engine, self.data = net, engine, data
@@ -77,7 +91,17 @@ class ChannelPruningEnv(gym.Env):
         self.device, self.latency_table = device, latency_table
         self.release_memory_per_episode = release_memory_per_episode
         self.render_mode = None
-        self.observation_space = spaces.Box(0.0, 1.0, (OBS_DIM,), np.float32)
+        self.obs_fields = observation_fields(budget_in_state)
+        self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
+        self._fixed_budget = budget
+        self.target_range: tuple[float, float] | None = None
+        if target_range is not None:
+            assert budget is not None
+            lo, hi = (float(x) for x in target_range)
+            if not 0.0 < lo < hi <= 1.0:
+                raise ValueError(f"target_range must be [lo, hi] with 0 < lo < hi <= 1, got {list(target_range)}")
+            budget.with_target(lo)  # the smallest target must be reachable: a clear error now, not mid-search
+            self.target_range = (lo, hi)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
 
         groups = net.groups
@@ -96,9 +120,29 @@ class ChannelPruningEnv(gym.Env):
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; with ``target_range`` its target is drawn from the env's RNG (``options={'target': x}``
+        sets it instead)."""
         super().reset(seed=seed)
+        target = (options or {}).get("target")
+        if target is None and self.target_range is not None:
+            target = float(self.np_random.uniform(*self.target_range))
+        if target is not None:
+            assert self._fixed_budget is not None
+            self.budget = self._fixed_budget.with_target(float(target))
         self._reset_state()
         return self._observation(), {}
+
+    def fix_target(self, target: float) -> None:
+        """Every later episode at budget ``target`` (ends the per-episode draws of ``target_range``)."""
+        if self._fixed_budget is None:
+            raise ValueError("fix_target needs a resource budget")
+        self.target_range = None
+        self._fixed_budget = self.budget = self._fixed_budget.with_target(float(target))
+
+    @property
+    def target(self) -> float | None:
+        """The current episode's budget as a ratio of the original resource (None without a budget)."""
+        return None if self.budget is None else self.budget.target_ratio
 
     def step(self, action: np.ndarray | float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._t >= self.num_groups:
@@ -170,7 +214,8 @@ class ChannelPruningEnv(gym.Env):
         reduced = (self.net.original_macs - self.net.predict_macs(counts)) / self.net.original_macs
         a_prev = self._counts[-1] / self.net.groups[len(self._counts) - 1].channels if self._counts else 1.0
         position = t / (self.num_groups - 1) if self.num_groups > 1 else 0.0
-        obs = np.concatenate([[position], self._static[t], [reduced, self._rest[t], a_prev]])
+        extra = [self.budget.target_ratio] if TARGET_FIELD in self.obs_fields and self.budget is not None else []
+        obs = np.concatenate([[position], self._static[t], [reduced, self._rest[t], a_prev], extra])
         return np.clip(obs, 0.0, 1.0).astype(np.float32)
 
     def _finish(self) -> tuple[float, dict[str, Any]]:
@@ -195,6 +240,7 @@ class ChannelPruningEnv(gym.Env):
         }
         if self.budget is not None:
             info["budget_ratio"] = self.budget.ratio(self._counts)
+            info["target"] = self.budget.target_ratio
         if self.latency_table is not None:
             info["predicted_latency_ms"] = self.latency_table.predict_layers(self.net.layer_channels(self._counts)) * 1e3
         if self.release_memory_per_episode:  # flat memory, at some cost in speed (see conf/env/default.yaml)

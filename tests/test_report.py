@@ -11,10 +11,20 @@ import yaml
 
 from amc.plot_curve import main as plot_main
 from amc.plot_curve import moving_average, plot_reward_curve, read_episodes, warmup_end
-from amc.report import collect_runs, write_report
+from amc.report import (
+    aggregate,
+    collect_runs,
+    figure_data,
+    format_report,
+    model_label,
+    original_test_acc_from_table,
+    report_title,
+    unpruned_test_acc,
+    write_report,
+)
 from amc.report import main as report_main
 
-GOOD_ROW = "| macs 0.5 | amc | 1 | 80.00 ± 0.00% |"
+GOOD_ROW = "| macs 0.5 | amc | 1 | 80.00% |"  # n = 1: the value alone, no "± 0.00"
 
 
 def _job(job: Path, *, seed: int = 0, acc: float = 0.8, target: float = 0.5, episodes: int = 6) -> Path:
@@ -136,3 +146,151 @@ def test_plot_curve_refuses_a_window_below_one(
         moving_average([1.0, 2.0], window=0)
     assert plot_main([str(run_dir), "--window", "1"]) == 0
     assert (run_dir / "reward_curve.png").stat().st_size > 0
+
+
+# --- the report a paper shows: accuracy against the achieved ratio ----------------------------------------------
+
+
+def _sweep_job(job: Path, *, target: float, seed: int, results: dict[str, tuple[float, float]],
+               resource: str = "macs", original: float | None = None, model: str = "amc.models.resnet20") -> Path:
+    """A search job with baselines in compare/: ``results`` maps method -> (test acc, achieved ratio).
+
+    ``original`` is the unpruned test accuracy recorded in each summary (newer runs); None leaves it out (older runs).
+    """
+    (job / ".hydra").mkdir(parents=True)
+    cfg = {"method": "amc", "seed": seed, "protocol": {"resource": resource, "target": target},
+           "data": {"_target_": "amc.data.fashion_mnist"}}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for method, (acc, ratio) in results.items():
+        d = job if method == "amc" else job / "compare" / method
+        d.mkdir(parents=True, exist_ok=True)
+        summary = {"variant": method, "macs": 50, "params": 10, "test_acc": acc, "reward_val_acc": acc + 0.01,
+                   "macs_ratio": ratio if resource == "macs" else 0.9, "params_ratio": ratio if resource == "params" else 0.8}
+        if original is not None:
+            summary["original"] = {"macs": 100, "params": 20, "reward_val_acc": original, "test_acc": original}
+        (d / "summary.json").write_text(json.dumps(summary))
+        (d / "best_plan.json").write_text(json.dumps({"base_model": {"target": model}, "macs_before": 100}))
+    return job
+
+
+def test_report_lines_go_through_the_achieved_ratios_over_budgets(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    achieved = {0.3: (0.27, 0.29), 0.5: (0.46, 0.48), 0.7: (0.66, 0.70)}  # per seed, below or at the target
+    for target, ratios in achieved.items():
+        for seed, ratio in enumerate(ratios):
+            _sweep_job(root / f"{target}_{seed}", target=target, seed=seed, original=0.94,
+                       results={"amc": (target + 0.1 * seed, ratio), "uniform": (target, target)})
+    figure = figure_data(collect_runs(root))
+    (panel,) = figure.panels
+    assert not panel.categorical and panel.xlabel == "achieved MACs ratio"
+    amc, uniform = panel.series
+    assert (amc.method, uniform.method) == ("amc", "uniform")
+    assert amc.targets == (0.3, 0.5, 0.7) and amc.n == (2, 2, 2)
+    assert amc.x == pytest.approx([0.28, 0.47, 0.68])  # means of the achieved ratios, not the targets
+    assert amc.x_std == pytest.approx([0.01414, 0.01414, 0.02828], abs=1e-4)
+    assert amc.y == pytest.approx([35.0, 55.0, 75.0]) and amc.y_std == pytest.approx([7.0711] * 3, abs=1e-3)
+    assert [x for x, _ in amc.seeds[0]] == [0.27, 0.29] and [y for _, y in amc.seeds[0]] == pytest.approx([30.0, 40.0])
+    assert uniform.x == pytest.approx([0.3, 0.5, 0.7]) and uniform.x_std == pytest.approx([0, 0, 0])
+    assert figure.unpruned == pytest.approx(94.0)
+    assert figure.title == "ResNet-20 (amc.models.resnet20) on fashion_mnist, n = 2 seeds per point"
+    _, md, png = write_report(root, tmp_path / "out")
+    assert png.stat().st_size > 0
+    report = md.read_text()
+    assert "unpruned model: test acc 94.00% (mean over the 6 jobs that record it)" in report
+    assert "| macs 0.3 | amc | 2 | 35.00 ± 7.07% | 36.00 ± 7.07% | - | 0.280 ± 0.014 |" in report
+
+
+def test_report_of_a_single_budget_puts_the_methods_on_the_x_axis(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    for seed in range(3):
+        _sweep_job(root / str(seed), target=0.5, seed=seed,
+                   results={"shallow": (0.7, 0.5), "uniform": (0.8, 0.5), "amc": (0.85 + 0.01 * seed, 0.49)})
+    _sweep_job(root / "3", target=0.5, seed=3, results={"amc": (0.9, 0.495)})
+    figure = figure_data(collect_runs(root))
+    (panel,) = figure.panels
+    assert panel.categorical
+    assert panel.xlabel.startswith("method (macs target 0.5;")
+    assert [(s.method, s.n) for s in panel.series] == [("amc", (4,)), ("uniform", (3,)), ("shallow", (3,))]
+    assert panel.series[0].x == pytest.approx([0.49125])  # achieved ratio, written under the method's name
+    assert len(panel.series[0].seeds[0]) == 4
+    assert figure.unpruned is None  # no run records the unpruned model: no line
+    assert figure.title.endswith("on fashion_mnist, n = 3-4 seeds per point")
+    _, md, png = write_report(root, tmp_path / "out")
+    assert png.stat().st_size > 0 and "unpruned model" not in md.read_text()
+
+
+def test_report_with_macs_and_params_budgets_gives_one_axis_per_resource(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    for target in (0.3, 0.5):
+        _sweep_job(root / f"macs{target}", target=target, seed=0, results={"amc": (target, target - 0.02)})
+    _sweep_job(root / "params0.4", target=0.4, seed=0, resource="params", results={"amc": (0.6, 0.37)})
+    figure = figure_data(collect_runs(root))
+    macs, params = figure.panels
+    assert (macs.resource, macs.categorical, macs.series[0].x) == ("macs", False, pytest.approx((0.28, 0.48)))
+    assert (params.resource, params.categorical, params.xlabel) == ("params", True, "method (params target 0.4; "
+                                                                    "achieved params ratio under each name)")
+    assert params.series[0].x == pytest.approx([0.37])  # the params ratio, not the MACs ratio (0.9)
+    assert figure.title.endswith("n = 1 seed per point")
+    table, _, png = write_report(root, tmp_path / "out")
+    assert png.stat().st_size > 0
+    assert "| params 0.4 | amc | 1 | 60.00% | 61.00% | - | 0.900 | 0.370 |" in table
+
+
+def test_report_rows_of_one_run_show_no_spread(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    _sweep_job(root / "0", target=0.5, seed=0, results={"amc": (0.80, 0.49), "uniform": (0.70, 0.5)})
+    _sweep_job(root / "1", target=0.5, seed=1, results={"amc": (0.90, 0.49)})
+    table = format_report(aggregate(collect_runs(root)))
+    assert "| macs 0.5 | amc | 2 | 85.00 ± 7.07% | 86.00 ± 7.07% | - | 0.490 ± 0.000 |" in table
+    assert "| macs 0.5 | uniform | 1 | 70.00% | 71.00% | - | 0.500 |" in table
+    assert table.count("±") == 3 and "params ratio" not in table  # only the n = 2 row has a spread
+
+
+def test_unpruned_accuracy_from_the_summary_or_an_older_runs_comparison_table(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    _sweep_job(root / "new", target=0.5, seed=0, original=0.94, results={"amc": (0.9, 0.5), "uniform": (0.8, 0.5)})
+    old = _sweep_job(root / "old", target=0.5, seed=1, results={"amc": (0.9, 0.5), "uniform": (0.8, 0.5)})
+    (old / "comparison.md").write_text(  # columns moved around: the header finds "test acc"
+        "| variant | test acc | MACs (M) | test acc, BN recal |\n|---|---:|---:|---:|\n"
+        "| original | 93.00% | 31.02 | - |\n| amc | 90.00% | 15.5 | 91.00% |\n")
+    runs = {(r.job_dir.name, r.method): r.original_test_acc for r in collect_runs(root)}
+    assert runs == {("new", "amc"): 0.94, ("new", "uniform"): 0.94, ("old", "amc"): pytest.approx(0.93),
+                    ("old", "uniform"): pytest.approx(0.93)}  # a baseline reads its job's comparison.md
+    assert unpruned_test_acc(collect_runs(root)) == (pytest.approx(0.935), 2)  # one value per job, not per method
+    assert figure_data(collect_runs(root)).unpruned == pytest.approx(93.5)
+
+    no_row = tmp_path / "no_row.md"
+    no_row.write_text("| variant | test acc |\n|---|---:|\n| amc | 90.00% |\n")
+    assert original_test_acc_from_table(no_row) is None
+    no_column = tmp_path / "no_column.md"
+    no_column.write_text("| variant | test acc, BN recal |\n|---|---:|\n| original | 93.00% |\n")
+    assert original_test_acc_from_table(no_column) is None
+
+
+def test_report_title_names_model_dataset_and_n(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+    from torch import zeros
+
+    root = tmp_path / "multirun"
+    job = _sweep_job(root / "0", target=0.5, seed=0, model="amc.models.mobilenet_v2", results={"amc": (0.9, 0.5)})
+    assert report_title(collect_runs(root)) == ("MobileNet-V2 (amc.models.mobilenet_v2) on fashion_mnist, "
+                                                "n = 1 seed per point")
+    # without a plan nor a data config: both names come from the checkpoint's header
+    ckpt = tmp_path / "model.safetensors"
+    save_file({"w": zeros(1)}, str(ckpt), metadata={"model_spec": json.dumps({"target": "amc.models.resnet56"}),
+                                                    "extra": json.dumps({"dataset": "cifar10"})})
+    (job / "best_plan.json").unlink()
+    cfg = {"method": "amc", "seed": 0, "checkpoint": str(ckpt), "protocol": {"resource": "macs", "target": 0.5}}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert report_title(collect_runs(root)).startswith("ResNet-56 (amc.models.resnet56) on cifar10, n = 1 seed")
+    cfg["checkpoint"] = str(tmp_path / "missing.safetensors")
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert report_title(collect_runs(root)) == "unknown model on unknown data, n = 1 seed per point"
+
+
+@pytest.mark.parametrize(("target", "label"), [("amc.models.resnet20", "ResNet-20 (amc.models.resnet20)"),
+                                               ("mobilenet_v2", "MobileNet-V2 (mobilenet_v2)"),
+                                               ("amc.models.vgg16", "VGG-16 (amc.models.vgg16)"),
+                                               ("mypkg.nets.TinyNet", "mypkg.nets.TinyNet")])
+def test_model_label(target: str, label: str) -> None:
+    assert model_label(target) == label

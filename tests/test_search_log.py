@@ -88,7 +88,8 @@ def test_baselines_write_the_agents_tensorboard_curves_on_the_episode_axis(tmp_p
     log = EpisodeLog(tmp_path, method="random", total=5, progress=False, tensorboard=True, group_names=["a", "b"])
     rewards = [0.2, 0.1, 0.4, 0.3, 0.5]
     for r in rewards:
-        log.record({"reward": r, "accuracy": r, "macs_ratio": 0.5, "params_ratio": 0.6, "keep_ratios": [0.5, r]})
+        log.record({"reward": r, "accuracy": r, "macs_ratio": 0.5, "params_ratio": 0.6, "target": 0.5,
+                    "keep_ratios": [0.5, r]})
     log.close()
     events = EventAccumulator(str(tmp_path / "tb" / "random")).Reload()
     assert set(events.Tags()["scalars"]) == set(SCALARS.values()) | {BEST_REWARD}

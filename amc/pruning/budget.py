@@ -9,6 +9,7 @@ overshoot it).
 from __future__ import annotations
 
 import bisect
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -59,14 +60,28 @@ class ResourceBudget:
         self.full_counts = [g.channels for g in net.groups]
         self.original = self.cost(self.full_counts)
         self.limit = self.target_ratio * self.original
-        floor = self.cost(self.min_counts)
+        self._floor = self.cost(self.min_counts)
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        floor = self._floor
         if floor > self.limit:
             smallest = math.ceil(floor / self.original * 1e4) / 1e4  # rounded up, so it is itself reachable
             raise ValueError(
-                f"budget unreachable: target_ratio={self.target_ratio} of {resource}, but with every group at lbound "
-                f"the smallest reachable ratio is {smallest:.4f} (lbound={self.lbound}, "
-                f"round_to={net.round_to}); raise the target or lower lbound"
+                f"budget unreachable: target_ratio={self.target_ratio} of {self.resource}, but with every group at "
+                f"lbound the smallest reachable ratio is {smallest:.4f} (lbound={self.lbound}, "
+                f"round_to={self.net.round_to}); raise the target or lower lbound"
             )
+
+    def with_target(self, target_ratio: float) -> ResourceBudget:
+        """The same budget at another target ratio (shares the cost model; checks that it is reachable)."""
+        other = copy.copy(self)
+        if not 0.0 < float(target_ratio) <= 1.0:
+            raise ValueError(f"target_ratio must be in (0, 1], got {target_ratio}")
+        other.target_ratio = float(target_ratio)
+        other.limit = other.target_ratio * other.original
+        other._check_reachable()
+        return other
 
     def cost(self, counts: Sequence[int]) -> float:
         """The resource used by the network pruned to ``counts`` channels per group."""
