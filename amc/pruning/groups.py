@@ -4,7 +4,7 @@ One group is one set of coupled channels (a residual stage, an inverted-residual
 a depthwise conv and its producer): it takes one keep ratio. The original model is never modified.
 
 Before a group is offered for pruning it must prove itself: a group touching a grouped (non-depthwise) convolution,
-or whose trial prune (half its channels) does not run or changes the output shape, is *frozen* (kept whole, with the
+or whose trial prune (every other channel) does not run or changes the output shape, is *frozen* (kept whole, with the
 reason) rather than left to crash a search. Building the graph has a time limit (torch-pruning can take very long
 on channel shuffles).
 """
@@ -155,7 +155,7 @@ class PrunableNetwork:
         ignored = [self.modules[output_layer], *(self.modules[n] for n in exclude)]
         name_of = {m: n for n, m in self.modules.items()}
         raw = []
-        for group in self._dependency_groups(device, ignored, exclude, graph_time_limit):
+        for group in self._dependency_groups(device, ignored, graph_time_limit):
             members = []
             for item in group:
                 if not isinstance(item.module, nn.Module) or item.module not in name_of:
@@ -195,8 +195,8 @@ class PrunableNetwork:
                  self.original_macs, self.original_params)
 
     # -- graph and prunability -------------------------------------------------------------------------
-    def _dependency_groups(self, device: torch.device, ignored: list[nn.Module], exclude: Sequence[str],
-                           time_limit: float | None) -> list:
+    def _dependency_groups(self, device: torch.device, ignored: list[nn.Module], time_limit: float | None) -> list:
+        """torch-pruning's groups under the time limit; its failures become one GraphError naming the model."""
         name = type(self.model).__name__
         advice = ("channel split/shuffle (view/transpose/reshape of the channel axis) is the usual cause; prune a "
                   "model without it, or raise the limit (graph_time_limit / env.graph_time_limit) if it is merely large")
