@@ -39,6 +39,7 @@ from amc.search import (
     check_common,
     compare_and_report,
     final_evaluation,
+    final_images,
     recorded_settings,
     run_actor,
     run_heuristic,
@@ -186,7 +187,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     setup = build_setup(cfg, output_dir)
     original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params}
     for split in ("reward_val", "test"):
-        original[f"{split}_acc"] = evaluate_accuracy(setup.net.model, setup.data, split=split, device=setup.device)
+        original[f"{split}_acc"] = evaluate_accuracy(setup.net.model, setup.data, split=split, device=setup.device,
+                                                     limit=final_images(cfg))
     total = 1 + int(cfg.refine_episodes)
     episode_log = EpisodeLog(output_dir, method=method, total=total, progress=cfg.progress,
                              group_names=[g.root for g in setup.net.groups])

@@ -135,6 +135,9 @@ def check_common(cfg: DictConfig) -> None:
         if reward_val is not None and int(e.eval_images) > int(reward_val):
             raise ValueError(f"env.eval_images={e.eval_images} exceeds data.reward_val_size={reward_val}; "
                              f"lower it or use null (all reward-val images)")
+    images = cfg.final_eval.get("images")
+    if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
+        raise ValueError(f"final_eval.images must be an integer >= 1 or null (all images), got {images!r}")
     if not Path(str(cfg.checkpoint)).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} not found; train one with `python -m amc.train` or pass "
                               f"the path of a model.safetensors")
@@ -358,6 +361,12 @@ def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> Non
     episode_log.record(setup.env.play_counts(policy.counts, seed=cfg.seed))  # exact counts, same wall and evaluation
 
 
+def final_images(cfg: DictConfig) -> int | None:
+    """Images per split for the final figures (``final_eval.images``; None: all of them)."""
+    images = cfg.final_eval.get("images")
+    return None if images is None else int(images)
+
+
 def run_actor(actor: torch.nn.Module, env: ChannelPruningEnv, seed: int) -> dict[str, Any]:
     """One deterministic episode of ``actor`` (observation -> action in [-1, 1]) through the env and its wall."""
     obs, _ = env.reset(seed=seed)
@@ -393,10 +402,10 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
     row = {
         "variant": cfg.method, "macs": result.macs, "params": result.params,
         "macs_ratio": result.macs / setup.net.original_macs, "params_ratio": result.params / setup.net.original_params,
-        "reward_val_acc": evaluate_accuracy(result.model, setup.data, split="reward_val", device=setup.device),
-        "test_acc": evaluate_accuracy(result.model, setup.data, split="test", device=setup.device),
+        "reward_val_acc": evaluate_accuracy(result.model, setup.data, split="reward_val", device=setup.device, limit=final_images(cfg)),
+        "test_acc": evaluate_accuracy(result.model, setup.data, split="test", device=setup.device, limit=final_images(cfg)),
         "best_reward": best["reward"], "best_episode": best["episode"], "episodes": episode_log.episode,
-        "keep_ratios": result.keep_ratios, "channels": result.channels,
+        "keep_ratios": result.keep_ratios, "channels": result.channels, "final_eval_images": final_images(cfg),
     }
     if setup.latency_table is not None:
         row["predicted_latency_ms"] = 1e3 * setup.latency_table.predict(result.channels)
@@ -405,8 +414,8 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
         # like-for-like figures for every method: the same policy with BN statistics re-estimated after pruning
         bn_model = recalibrate_bn(copy.deepcopy(result.model), setup.data, num_batches=bn_batches, seed=cfg.seed,
                                   device=setup.device)
-        row["reward_val_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="reward_val", device=setup.device)
-        row["test_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="test", device=setup.device)
+        row["reward_val_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="reward_val", device=setup.device, limit=final_images(cfg))
+        row["test_acc_bn"] = evaluate_accuracy(bn_model, setup.data, split="test", device=setup.device, limit=final_images(cfg))
     plan = make_plan(setup.net, result.kept, base_model=setup.base_info, exclude=list(cfg.env.exclude),
                      accuracy={"reward_val_acc": row["reward_val_acc"], "test_acc": row["test_acc"]},
                      settings={"method": cfg.method, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
@@ -482,11 +491,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     setup = build_setup(cfg, output_dir)
     start = time.perf_counter()
-    reward_val_acc = evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device)
+    reward_val_acc = evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device, limit=final_images(cfg))
     setup.reward_val_seconds = time.perf_counter() - start
     original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params,
                 "reward_val_acc": reward_val_acc,
-                "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device)}
+                "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device, limit=final_images(cfg))}
     row, model = run_method(cfg, setup, output_dir)
     rows, models = [original, row], {"original": setup.net.model, cfg.method: model}
     compare_and_report(cfg, setup, rows, models, output_dir,
@@ -511,6 +520,8 @@ def compare_and_report(cfg: DictConfig, setup: Setup, rows: list[dict[str, Any]]
         rows.append(row)
     measure_table_latencies(cfg, setup, models, rows, output_dir)
     table = format_table(rows, baseline=rows[0])
+    if final_images(cfg) is not None:
+        table += f"\n\nAccuracies on the first {final_images(cfg)} reward-val and test images (final_eval.images)."
     (output_dir / "comparison.md").write_text(table + "\n")
     print(f"\n{title}")
     print(table)

@@ -170,6 +170,7 @@ def test_episodes_done_ignores_a_truncated_last_line(tmp_path: Path) -> None:
     ("env.rbound=1.5", "env.rbound must be in"), ("env.lbound=0.9 env.rbound=0.5", "env.lbound must be in"),
     ("env.lbound=0", "env.lbound must be in"), ("env.eval_images=0", "env.eval_images must be >= 1"),
     ("env.eval_images=100000", "exceeds data.reward_val_size"), ("env.selection=magic", "unknown env.selection"),
+    ("final_eval.images=0", "final_eval.images must be"),
     ("data.reward_val_size=0", "data.reward_val_size must be >= 1"), ("checkpoint_every=0", "checkpoint_every must be"),
     ("episodes=0", "episodes must be"), ("protocol.reward=speed", "unknown reward"),
     ("protocol.resource=flops", "unknown protocol.resource"), ("agent.sigma_decay=0", "sigma_decay"),

@@ -109,6 +109,15 @@ def test_search_writes_all_outputs_and_meets_the_budget(amc_run) -> None:
     assert "test acc, BN recal" in table
 
 
+def test_final_figures_on_fewer_images_when_asked(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    row = run(_cfg(checkpoint, "method=uniform", "final_eval.images=20", "final_eval.bn_recalibration_batches=0"), out)
+    assert row["final_eval_images"] == _summary(out)["final_eval_images"] == 20
+    for key in ("reward_val_acc", "test_acc"):  # accuracies on 20 images: multiples of 1/20
+        assert round(row[key] * 20, 6) == round(row[key] * 20)
+    assert "first 20 reward-val and test images" in (out / "comparison.md").read_text()
+
+
 def test_final_evaluation_also_reports_the_best_policy_after_bn_recalibration(amc_run, checkpoint: Path) -> None:
     out, row = amc_run  # final_eval.bn_recalibration_batches=10: the saved model, BN re-estimated, evaluated again
     cfg = _cfg(checkpoint)

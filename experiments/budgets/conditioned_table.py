@@ -1,0 +1,61 @@
+"""Table of issue 9's budget-conditioned agent against per-budget searches and uniform.
+
+    python experiments/budgets/conditioned_table.py <run_conditioned.sh out>/<model> [--front <run_front.sh out>/<model>]
+        [--front-dir 0.5=experiments/results/resnet20_fmnist_macs50]
+
+One row per target: the conditioned agent applied zero-shot (one column per training length, ``apply_e<N>``),
+AMC searched at that target (``--front``: ``t<target>/s<seed>/``; ``--front-dir`` adds a committed folder of
+``seed*/`` runs for one target) and uniform (from the apply runs' ``compare/uniform``). Test accuracy (%) mean ± std
+over seeds with the MACs ratio; the last line gives the episodes each column spent for all its targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def _cell(rows: list[dict]) -> str:
+    if not rows:
+        return "-"
+    acc = [100 * r["test_acc"] for r in rows]
+    macs = statistics.fmean(r["macs_ratio"] for r in rows)
+    spread = f" ± {statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+    return f"{statistics.fmean(acc):.2f}{spread} ({macs:.3f}, n={len(rows)})"
+
+
+def _read(paths: list[Path]) -> list[dict]:
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="run_conditioned.sh's <out>/<model>")
+    parser.add_argument("--front", type=Path, default=None, help="run_front.sh's <out>/<model>")
+    parser.add_argument("--front-dir", action="append", default=[], metavar="TARGET=DIR",
+                        help="a folder of seed*/ search runs at one target (repeatable)")
+    args = parser.parse_args()
+    lengths = sorted(int(p.name.removeprefix("apply_e")) for p in args.root.glob("apply_e*") if p.is_dir())
+    extra = {float(t): Path(d) for t, d in (s.split("=", 1) for s in args.front_dir)}
+    targets = sorted({float(p.name[1:]) for n in lengths for p in (args.root / f"apply_e{n}").glob("s*/t*")} | set(extra))
+    header = [f"conditioned, {n} episodes" for n in lengths] + ["AMC searched at this target", "uniform"]
+    lines = ["| target | " + " | ".join(header) + " |", "|---:|" + "---:|" * len(header)]
+    searched = 0
+    for t in targets:
+        cells = [_cell(_read(sorted((args.root / f"apply_e{n}").glob(f"s*/t{t:g}/summary.json")))) for n in lengths]
+        front = _read(sorted(args.front.glob(f"t{t:g}/s*/summary.json"))) if args.front else []
+        front += _read(sorted(extra[t].glob("seed*/summary.json"))) if t in extra else []
+        searched += max((r.get("episodes", 0) for r in front), default=0) if front else 0
+        uniform = _read(sorted((args.root / f"apply_e{lengths[0]}").glob(f"s*/t{t:g}/compare/uniform/summary.json"))) \
+            if lengths else []
+        lines.append(f"| {t:g} | " + " | ".join([*cells, _cell(front), _cell(uniform)]) + " |")
+    lines.append("| episodes per seed, all targets | " + " | ".join(
+        [*(str(n) for n in lengths), str(searched) if searched else "-", "1 per target"]) + " |")
+    print("\n".join(lines))
+    print("\ncells: test accuracy % (mean ± std over seeds) (achieved MACs ratio, n); no fine-tuning")
+
+
+if __name__ == "__main__":
+    main()
