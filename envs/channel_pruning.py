@@ -21,7 +21,7 @@ import torch
 from gymnasium import spaces
 
 from amc.data.base import DataSplits
-from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.accuracy import EarlyStop, evaluate_accuracy_adaptive
 from amc.measure.latency_table import LatencyTable
 from amc.measure.memory import release_memory
 from amc.pruning.budget import ResourceBudget
@@ -67,7 +67,13 @@ class ChannelPruningEnv(gym.Env):
         release_memory_per_episode: bool = True,
         budget_in_state: bool = False,
         target_range: tuple[float, float] | None = None,
+        early_stop_margin: float | None = None,
+        early_stop_z: float = 3.0,
+        early_stop_min_images: int = 500,
     ) -> None:
+        """``early_stop_margin``: stop evaluating an episode once the upper confidence bound (``early_stop_z``) of
+        its accuracy, after at least ``early_stop_min_images``, is more than the margin below the best accuracy of
+        the episodes evaluated in full (None: every episode sees all ``eval_images``)."""
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
         if engine.net is not net:
@@ -82,6 +88,16 @@ class ChannelPruningEnv(gym.Env):
         if (budget_in_state or target_range is not None) and budget is None:
             raise ValueError("budget_in_state and target_range need a resource budget (the accuracy-guaranteed "
                              "protocol has none)")
+        if early_stop_margin is not None:
+            if early_stop_margin < 0:
+                raise ValueError(f"early_stop_margin must be >= 0 or None, got {early_stop_margin}")
+            if reward not in ("accuracy", "neg_error"):
+                raise ValueError(f"early stopping compares accuracies, so it needs reward 'accuracy' or 'neg_error' "
+                                 f"(a reward that trades accuracy for cost can win with a lower accuracy); got {reward!r}")
+            if target_range is not None:
+                raise ValueError("early stopping compares accuracies across episodes, which a per-episode target "
+                                 "(target_range) makes incomparable")
+            EarlyStop(0.0, early_stop_z, early_stop_min_images)  # validates z and min_images
         data.split(eval_split)  # validates the split name
         self.reward_fn = get_reward(reward)
         self.net, self.engine, self.data = net, engine, data
@@ -90,6 +106,9 @@ class ChannelPruningEnv(gym.Env):
         self.eval_split, self.eval_images, self.eval_batch_size = eval_split, eval_images, eval_batch_size
         self.device, self.latency_table = device, latency_table
         self.release_memory_per_episode = release_memory_per_episode
+        self.early_stop_margin, self.early_stop_z = early_stop_margin, early_stop_z
+        self.early_stop_min_images = early_stop_min_images
+        self.best_accuracy: float | None = None  # of the episodes evaluated in full: the early stop's reference
         self.render_mode = None
         self.obs_fields = observation_fields(budget_in_state)
         self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
@@ -221,8 +240,16 @@ class ChannelPruningEnv(gym.Env):
     def _finish(self) -> tuple[float, dict[str, Any]]:
         result = self.engine.prune_counts(self._counts)  # the counts as decided: no ratio round trip
         start = time.perf_counter()
-        accuracy = evaluate_accuracy(result.model, self.data, split=self.eval_split, limit=self.eval_images,
-                                     batch_size=self.eval_batch_size, device=self.device)
+        stop = None
+        if self.early_stop_margin is not None and self.best_accuracy is not None:
+            stop = EarlyStop(self.best_accuracy - self.early_stop_margin, self.early_stop_z, self.early_stop_min_images)
+        accuracy, seen = evaluate_accuracy_adaptive(result.model, self.data, split=self.eval_split,
+                                                    limit=self.eval_images, batch_size=self.eval_batch_size,
+                                                    device=self.device, stop=stop)
+        full = len(self.data.split(self.eval_split)) if self.eval_images is None else \
+            min(self.eval_images, len(self.data.split(self.eval_split)))
+        if seen == full and (self.best_accuracy is None or accuracy > self.best_accuracy):
+            self.best_accuracy = accuracy
         seconds = {**result.seconds, "evaluate": time.perf_counter() - start}
         reward = float(self.reward_fn(accuracy, result.macs, result.params))
         info: dict[str, Any] = {
@@ -237,6 +264,8 @@ class ChannelPruningEnv(gym.Env):
             "requested_keep_ratios": list(self._requested),
             "channels": list(result.channels),
             "seconds": seconds,
+            "eval_images": seen,
+            "stopped_early": seen < full,
         }
         if self.budget is not None:
             info["budget_ratio"] = self.budget.ratio(self._counts)

@@ -119,9 +119,10 @@ def test_final_figures_on_fewer_images_when_asked(checkpoint: Path, tmp_path: Pa
 
 
 def test_final_evaluation_also_reports_the_best_policy_after_bn_recalibration(amc_run, checkpoint: Path) -> None:
-    out, row = amc_run  # final_eval.bn_recalibration_batches=10: the saved model, BN re-estimated, evaluated again
+    out, row = amc_run  # the saved model, BN re-estimated (final_eval.bn_recalibration_batches), evaluated again
     cfg = _cfg(checkpoint)
-    model = recalibrate_bn(load_pruned(out / "best"), build_data(cfg.data), num_batches=10, seed=cfg.seed)
+    model = recalibrate_bn(load_pruned(out / "best"), build_data(cfg.data),
+                           num_batches=cfg.final_eval.bn_recalibration_batches, seed=cfg.seed)
     data = build_data(cfg.data)
     assert row["test_acc_bn"] == evaluate_accuracy(model, data, split="test")
     assert row["reward_val_acc_bn"] == evaluate_accuracy(model, data, split="reward_val")
