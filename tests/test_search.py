@@ -322,7 +322,7 @@ def _multirun(checkpoint: Path, sweep_dir: Path, *extra: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "amc.search", "-m", "seed=0,1", *SMALL, "episodes=3", "agent.warmup_episodes=1",
            "agent.batch_size=4", f"checkpoint={checkpoint}", f"hydra.sweep.dir={sweep_dir}", *extra]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard: Ray starts slowly on a loaded machine
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
