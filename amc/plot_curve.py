@@ -70,7 +70,8 @@ def _title(run_dir: Path) -> str:
         return f"reward curve: {run_dir}"
     method = run_dir.name if run_dir.parent.name == "compare" else cfg.get("method", "?")
     p = cfg.get("protocol") or {}
-    return f"reward curve: {method}, {p.get('resource') or 'accuracy-guaranteed'} {p.get('target')}, seed {cfg.get('seed')}"
+    budget = f"targets drawn from {p['target_range']}" if p.get("target_range") else p.get("target")
+    return f"reward curve: {method}, {p.get('resource') or 'accuracy-guaranteed'} {budget}, seed {cfg.get('seed')}"
 
 
 def moving_average(values: Sequence[float], window: int = WINDOW) -> np.ndarray:
