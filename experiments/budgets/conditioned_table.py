@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     lengths = sorted(int(p.name.removeprefix("apply_e")) for p in args.root.glob("apply_e*") if p.is_dir())
     extra = {float(t): Path(d) for t, d in (s.split("=", 1) for s in args.front_dir)}
-    targets = sorted({float(p.name[1:]) for n in lengths for p in (args.root / f"apply_e{n}").glob("s*/t*")} | set(extra))
+    targets = sorted({float(p.name[1:]) for n in lengths for p in (args.root / f"apply_e{n}").glob("s*/t*") if p.is_dir()} | set(extra))
     header = [f"conditioned, {n} episodes" for n in lengths] + ["AMC searched at this target", "uniform"]
     lines = ["| target | " + " | ".join(header) + " |", "|---:|" + "---:|" * len(header)]
     searched = 0
