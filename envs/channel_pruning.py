@@ -109,6 +109,8 @@ class ChannelPruningEnv(gym.Env):
         self.early_stop_margin, self.early_stop_z = early_stop_margin, early_stop_z
         self.early_stop_min_images = early_stop_min_images
         self.best_accuracy: float | None = None  # of the episodes evaluated in full: the early stop's reference
+        split_size = len(data.split(eval_split))
+        self._eval_total = split_size if eval_images is None else min(eval_images, split_size)  # a full evaluation
         self.render_mode = None
         self.obs_fields = observation_fields(budget_in_state)
         self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
@@ -246,8 +248,7 @@ class ChannelPruningEnv(gym.Env):
         accuracy, seen = evaluate_accuracy_adaptive(result.model, self.data, split=self.eval_split,
                                                     limit=self.eval_images, batch_size=self.eval_batch_size,
                                                     device=self.device, stop=stop)
-        full = len(self.data.split(self.eval_split)) if self.eval_images is None else \
-            min(self.eval_images, len(self.data.split(self.eval_split)))
+        full = self._eval_total
         if seen == full and (self.best_accuracy is None or accuracy > self.best_accuracy):
             self.best_accuracy = accuracy
         seconds = {**result.seconds, "evaluate": time.perf_counter() - start}

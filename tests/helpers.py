@@ -5,6 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from amc.checkpoint import save_checkpoint
+from amc.models import build_model
+from tests.families import LambdaLayer, channel_shuffle
+
+
+def resnet20_checkpoint(path, num_classes: int = 4):
+    """A seeded, untrained zoo ResNet-20 (3 input channels) saved as our safetensors checkpoint at ``path``."""
+    torch.manual_seed(0)
+    model = build_model("resnet20", in_channels=3, num_classes=num_classes)
+    spec = {"target": "resnet20", "in_channels": 3, "num_classes": num_classes, "kwargs": {}}
+    return save_checkpoint(model, path, model_spec=spec)
+
 
 def tiny_net(in_channels: int = 3, num_classes: int = 10, width: int = 4) -> nn.Module:
     """A two-conv net that runs on any input size; importable as ``tests.helpers.tiny_net``."""
@@ -21,17 +33,6 @@ def tiny_net(in_channels: int = 3, num_classes: int = 10, width: int = 4) -> nn.
 
 
 # -- models as users bring them: no in_channels / num_classes arguments, structures torch-pruning cannot see through --
-class Lambda(nn.Module):
-    """The option-A shortcut of the popular CIFAR ResNet files: an opaque function of the input."""
-
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
 class _BlockA(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -42,7 +43,7 @@ class _BlockA(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
             pad = (cout - cin) // 2
-            self.shortcut = Lambda(lambda x: nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad)))
+            self.shortcut = LambdaLayer(lambda x: nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad)))
 
     def forward(self, x):
         out = nn.functional.relu(self.bn1(self.conv1(x)))
@@ -93,11 +94,6 @@ class GroupedNet(nn.Module):
         x = nn.functional.relu(self.stem(x))
         x = nn.functional.relu(self.grouped(nn.functional.relu(self.reduce(x))))
         return self.fc(nn.functional.relu(self.expand(x)).mean((2, 3)))
-
-
-def channel_shuffle(x, groups: int):
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class _ShuffleUnit(nn.Module):

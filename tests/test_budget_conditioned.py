@@ -12,7 +12,6 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from amc.apply import run as apply_run
-from amc.checkpoint import save_checkpoint
 from amc.data.synthetic import synthetic
 from amc.envs import ChannelPruningEnv
 from amc.envs.channel_pruning import OBS_FIELDS
@@ -23,6 +22,7 @@ from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.search import check_config
 from amc.search import run as search_run
+from tests.helpers import resnet20_checkpoint
 
 INPUT = (1, 3, 16, 16)
 SMALL = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "agent.batch_size=8",
@@ -93,10 +93,7 @@ def test_unreachable_range_and_range_without_budget_are_refused(net: PrunableNet
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("resnet20", in_channels=3, num_classes=4)
-    spec = {"target": "resnet20", "in_channels": 3, "num_classes": 4, "kwargs": {}}
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "base.safetensors", model_spec=spec)
+    return resnet20_checkpoint(tmp_path_factory.mktemp("ckpt") / "base.safetensors")
 
 
 def _cfg(name: str, checkpoint: Path, *overrides: str) -> DictConfig:

@@ -17,12 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
-from amc.checkpoint import save_checkpoint
-from amc.models import build_model
 from amc.search import (
     SETTINGS_FILE,
     check_config,
@@ -31,6 +28,7 @@ from amc.search import (
     interrupted_message,
     preflight,
 )
+from tests.helpers import resnet20_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=6",
@@ -40,10 +38,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("resnet20", in_channels=3, num_classes=4)
-    spec = {"target": "resnet20", "in_channels": 3, "num_classes": 4, "kwargs": {}}
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "base.safetensors", model_spec=spec)
+    return resnet20_checkpoint(tmp_path_factory.mktemp("ckpt") / "base.safetensors")
 
 
 def _cfg(checkpoint: Path, *overrides: str) -> DictConfig:

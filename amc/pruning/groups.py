@@ -108,6 +108,12 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
 
 
+def remove_channels(modules: dict[str, nn.Module], group: ChannelGroup, drop: set[int]) -> None:
+    """Remove the root channels ``drop`` of ``group`` from the layers in ``modules`` (a copy's named modules)."""
+    for m in group.members:
+        m.handler(modules[m.layer], group.layer_idxs(m, drop))
+
+
 def validate_keep_ratios(keep_ratios: Sequence[float], num_groups: int) -> None:
     if len(keep_ratios) != num_groups:
         raise ValueError(f"got {len(keep_ratios)} keep ratios for {num_groups} prunable groups")
@@ -238,9 +244,7 @@ class PrunableNetwork:
         modules = dict(trial.named_modules())
         try:
             for group in groups:
-                drop = set(range(1, group.channels, 2))  # a spread cut, not whole blocks of channels
-                for m in group.members:
-                    m.handler(modules[m.layer], group.layer_idxs(m, drop))
+                remove_channels(modules, group, set(range(1, group.channels, 2)))  # a spread cut, not whole blocks
             with torch.no_grad():
                 shape = tuple(trial(torch.zeros(self.input_shape, device=next(trial.parameters()).device)).shape)
         except Exception as e:  # noqa: BLE001 - any failure of the trial means the coupling is not understood

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from amc.pruning.groups import PrunableNetwork
+from amc.pruning.groups import PrunableNetwork, remove_channels
 
 
 def pruned_layer_idxs(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> dict[tuple[str, str], list[int]]:
@@ -33,10 +33,8 @@ def prune_copy(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> nn.Module:
         if len(keep) == 0:
             raise ValueError(f"group {group.index} ({group.root}) would lose all its channels; keep at least one")
         drop = set(range(group.channels)) - set(keep.tolist())
-        if not drop:
-            continue
-        for m in group.members:
-            m.handler(modules[m.layer], group.layer_idxs(m, drop))
+        if drop:
+            remove_channels(modules, group, drop)
     check_runs(model.eval(), net, kept)
     return model
 
