@@ -202,11 +202,17 @@ class ResumeCheckpointCallback(BaseCallback):
         self.every = max(1, int(every))
         self._due = False
         self._saved_episode = -1
+        self._mark = 0  # episode at the last multiple of `every` seen (or at the start of training)
         episode_log.add_listener(self._on_episode)
 
     def _on_episode(self, row: dict[str, Any], new_best: bool) -> None:
-        if _active(self) and self.log.episode % self.every == 0:
+        # a multiple of `every` passed (parallel envs finish several episodes per round)
+        if _active(self) and self.log.episode // self.every > self._mark // self.every:
             self._due = True
+            self._mark = self.log.episode
+
+    def _on_training_start(self) -> None:
+        self._mark = self.log.episode
 
     def _save(self) -> None:
         save_resume_state(self.model, self.run_dir, episode=self.log.episode, best=self.log.best)

@@ -30,6 +30,10 @@ def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, crit
     noise (``sigma`` in keep-ratio units, decayed by ``sigma_decay`` per episode); SAC explores with its own policy
     (``sigma``/``sigma_decay`` unused). ``algo_kwargs`` go to the SB3 constructor as they are (e.g. SAC's
     ``ent_coef``). Train with ``model.learn(total_timesteps=episodes * episode_length, ...)``.
+
+    ``env`` may be a VecEnv of N parallel envs (:func:`~amc.agents.vec.make_vec_env`): then the agent trains after
+    every round of N episodes (one gradient step per collected transition, as with one env), warm-up and noise
+    decay still count episodes, and ``warmup_episodes`` and the episodes given to ``learn()`` must be multiples of N.
     """
     algo = algo.lower()
     if algo not in ALGOS:
@@ -39,6 +43,10 @@ def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, crit
     arch = [int(n) for n in net_arch]  # hydra hands a ListConfig; SB3 checks isinstance(net_arch, list)
     policy_kwargs: dict[str, Any] = {"net_arch": {"pi": list(arch), "qf": list(arch)},
                                      "actor_lr_scale": actor_lr / critic_lr}
+    n_envs = env.num_envs if isinstance(env, VecEnv) else 1
+    if warmup_episodes % n_envs:
+        raise ValueError(f"warmup_episodes={warmup_episodes} must be a multiple of the {n_envs} parallel envs "
+                         f"(episodes run in rounds of {n_envs})")
     noise = None
     if algo != "sac":
         noise = TruncatedNormalNoise(sigma=sigma, decay=sigma_decay, warmup_episodes=warmup_episodes, seed=seed)
@@ -51,7 +59,9 @@ def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, crit
         batch_size=batch_size,
         tau=tau,
         gamma=gamma,
-        train_freq=(1, "episode"),
+        # after every episode; with parallel envs (SB3: step units only) after every round, all episodes being
+        # episode_length steps long
+        train_freq=(1, "episode") if n_envs == 1 else (episode_length, "step"),
         gradient_steps=-1,
         action_noise=noise,
         replay_buffer_class=EpisodeRewardReplayBuffer,

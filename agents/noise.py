@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 
 from amc import compat
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 LOW, HIGH = -1.0, 1.0  # SB3 adds noise in the scaled action space, always [-1, 1]
 
 
-class TruncatedNormalNoise(ActionNoise):
+class TruncatedNormalNoise(VectorizedActionNoise):
     """x ~ TruncNormal(mu, 2 * sigma, -1, 1) around the actor action mu; SB3 adds the returned ``x - mu`` to mu.
 
     ``sigma`` is in AMC's [0, 1] keep-ratio units (reference code: 0.5), hence ``2 * sigma`` in SB3's [-1, 1] action
@@ -24,11 +24,14 @@ class TruncatedNormalNoise(ActionNoise):
     actor's action, so the noise computes that action itself: call :meth:`bind` with the model first. During SB3's
     warm-up (uniform random actions, ``num_timesteps < learning_starts``) it returns zeros, since SB3 also adds the
     noise to the random warm-up actions.
+
+    It serves every parallel environment itself (one row per env, one schedule counting every finished episode), so
+    it is a ``VectorizedActionNoise``: SB3 would otherwise wrap copies of it, unbound, one per env.
     """
 
     def __init__(self, sigma: float = 0.5, decay: float = 0.95, warmup_episodes: int = 100, seed: int | None = None,
                  max_rejection_rounds: int = 1000) -> None:
-        super().__init__()
+        ActionNoise.__init__(self)  # not VectorizedActionNoise's: no per-env copies
         if sigma < 0 or not 0 < decay <= 1 or warmup_episodes < 0:
             raise ValueError(f"need sigma >= 0, 0 < decay <= 1, warmup_episodes >= 0; got {sigma}, {decay}, {warmup_episodes}")
         self.sigma0 = float(sigma)
@@ -83,8 +86,14 @@ class TruncatedNormalNoise(ActionNoise):
         mu = np.clip(model.policy.scale_action(action), LOW, HIGH)
         return (self.sample(mu) - mu).astype(np.float32)
 
-    def reset(self) -> None:
-        """Advance the decay schedule at an episode end.
+    @property
+    def n_envs(self) -> int:  # type: ignore[override]
+        """Parallel environments of the bound model (1 before :meth:`bind`)."""
+        return 1 if self._model is None else int(self._model.n_envs)
+
+    def reset(self, indices: Any = None) -> None:
+        """Advance the decay schedule at an episode end (``indices``: the envs whose episode ended; SB3 passes
+        them with parallel envs).
 
         SB3 calls this at every episode end *and* at the start of every ``learn()``. When bound, the model's episode
         counter tells them apart: SB3 increments it just before the episode-end call, and it is unchanged since the
@@ -94,8 +103,10 @@ class TruncatedNormalNoise(ActionNoise):
             episodes = compat.episode_count(self._model)
             if episodes == self._seen_episode_num:
                 return  # learn() start, not an episode end
+            self.episode += episodes - self._seen_episode_num
             self._seen_episode_num = episodes
-        self.episode += 1
+            return
+        self.episode += 1 if indices is None else len(list(indices))
 
     def get_state(self) -> dict[str, Any]:
         """JSON-able state (schedule, counter and RNG) for resuming."""

@@ -21,13 +21,13 @@ class EpisodeRewardReplayBuffer(ReplayBuffer):
 
     :meth:`sample` subtracts a baseline from the sampled rewards: an exponential moving average (``baseline_alpha``,
     AMC: 0.5) of the minibatch mean rewards, updated at every sample and started at the first minibatch mean, as in
-    AMC's critic update. Only one environment (AMC episodes are sequential).
+    AMC's critic update. With ``n_envs`` parallel environments (``env.n_envs``) each env's episode carries its own
+    final reward; the episodes must end together (AMC's have one step per group, so they do).
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
                  device: th.device | str = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
                  handle_timeout_termination: bool = True, baseline_alpha: float = 0.5) -> None:
-        assert n_envs == 1, f"EpisodeRewardReplayBuffer supports a single environment (n_envs=1), got n_envs={n_envs}"
         if optimize_memory_usage:
             raise ValueError("EpisodeRewardReplayBuffer does not support optimize_memory_usage")
         super().__init__(buffer_size, observation_space, action_space, device=device, n_envs=n_envs,
@@ -43,13 +43,17 @@ class EpisodeRewardReplayBuffer(ReplayBuffer):
         self.pending.append({"obs": np.array(obs), "next_obs": np.array(next_obs),
                              "action": np.array(action).reshape(self.n_envs, self.action_dim),
                              "done": np.array(done, dtype=np.float32).reshape(self.n_envs), "timeout": timeout})
-        if np.asarray(done).any():
+        done = np.asarray(done).reshape(self.n_envs)
+        if done.any():
+            if not done.all():
+                raise ValueError(f"episodes of the {self.n_envs} environments ended at different steps (dones "
+                                 f"{done.tolist()}); EpisodeRewardReplayBuffer needs episodes of equal length")
             self._flush(np.asarray(reward, dtype=np.float32).reshape(self.n_envs))
 
     def _flush(self, final_reward: np.ndarray) -> None:
         for t in self.pending:
-            info = [{"TimeLimit.truncated": bool(t["timeout"][0])}]
-            super().add(t["obs"], t["next_obs"], t["action"], final_reward, t["done"], info)
+            infos = [{"TimeLimit.truncated": bool(timeout)} for timeout in t["timeout"]]
+            super().add(t["obs"], t["next_obs"], t["action"], final_reward, t["done"], infos)
         self.pending = []
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:

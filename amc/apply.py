@@ -40,6 +40,7 @@ from amc.search import (
     compare_and_report,
     final_evaluation,
     final_images,
+    parallel_env,
     recorded_settings,
     run_actor,
     run_heuristic,
@@ -106,6 +107,12 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
         raise ValueError(f"refine_episodes must be an integer >= 0, got {cfg.refine_episodes!r}")
     if cfg.refine_episodes and source != "agent_run":
         raise ValueError("refine_episodes continues training a loaded agent: it needs agent_run=<search run dir>")
+    n_envs = cfg.env.get("n_envs", 1)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"env.n_envs must be an integer >= 1 (parallel environments), got {n_envs!r}")
+    if cfg.refine_episodes % n_envs:
+        raise ValueError(f"with env.n_envs={n_envs} the agent refines in rounds of {n_envs} episodes: "
+                         f"refine_episodes={cfg.refine_episodes} must be a multiple of {n_envs}")
     if cfg.refine_sigma < 0:
         raise ValueError(f"refine_sigma must be >= 0, got {cfg.refine_sigma}")
     if cfg.protocol.target is None:
@@ -145,14 +152,25 @@ class Preflight(PreflightCallback):
 
 # -- the three sources ----------------------------------------------------------------------------------------------
 def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
-    """Continue training the agent of ``cfg.agent_run`` on this network for ``refine_episodes`` episodes.
+    """Continue training the agent of ``cfg.agent_run`` on this network for ``refine_episodes`` episodes (on
+    ``env.n_envs`` workers when there are several).
 
     The policy and critic come from the agent run's pickle-free ``resume/policy.safetensors``; the agent settings
     from its recorded config (plain data; ``algo`` is looked up in a fixed table). No warm-up, noise ``refine_sigma``.
     """
+    n_envs = int(cfg.env.get("n_envs", 1))
+    env = setup.env if n_envs == 1 else parallel_env(cfg, setup, run_dir)
+    try:
+        _refine(cfg, setup, run_dir, episode_log, env)
+    finally:
+        if env is not setup.env:
+            env.close()
+
+
+def _refine(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:
     agent_dir = Path(str(cfg.agent_run))
     a = recorded_settings(agent_dir)["agent"]
-    agent = make_agent(a["algo"], setup.env, actor_lr=a["actor_lr"], critic_lr=a["critic_lr"], net_arch=a["net_arch"],
+    agent = make_agent(a["algo"], env, actor_lr=a["actor_lr"], critic_lr=a["critic_lr"], net_arch=a["net_arch"],
                        tau=a["tau"], gamma=a["gamma"], batch_size=a["batch_size"], replay_episodes=a["replay_episodes"],
                        warmup_episodes=0, episode_length=setup.net.num_groups, sigma=cfg.refine_sigma,
                        sigma_decay=a["sigma_decay"], seed=cfg.seed, device=setup.device)

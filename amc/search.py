@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"unknown method {m!r} in compare_with; expected some of {METHODS}")
     require_positive_ints(cfg, "episodes", "checkpoint_every")
     check_common(cfg)
+    check_n_envs(cfg)
     if cfg.method == "amc" or "amc" in cfg.compare_with:
         check_agent(cfg.agent)
     check_target_range(cfg)
@@ -105,6 +107,22 @@ def check_target_range(cfg: DictConfig) -> None:
                          f"method={cfg.method}")
     if not cfg.env.get("budget_in_state", False):
         log.warning("protocol.target_range without env.budget_in_state=true: the agent cannot see the budget")
+
+
+def check_n_envs(cfg: DictConfig) -> None:
+    """``env.n_envs`` parallel environments: the agent runs episodes in rounds of n_envs."""
+    n = cfg.env.get("n_envs", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"env.n_envs must be an integer >= 1 (parallel environments), got {n!r}")
+    start_method = cfg.env.get("start_method")
+    if start_method is not None and start_method not in ("fork", "spawn", "forkserver"):
+        raise ValueError(f"env.start_method must be fork, spawn, forkserver or null (fork on CPU, else spawn), got "
+                         f"{start_method!r}")
+    if n > 1 and cfg.method == "amc":
+        warmup = int(cfg.agent.warmup_episodes)
+        if cfg.episodes % n or warmup % n:
+            raise ValueError(f"with env.n_envs={n} the agent runs episodes in rounds of {n}: episodes={cfg.episodes} "
+                             f"and agent.warmup_episodes={warmup} must be multiples of {n}")
 
 
 def check_common(cfg: DictConfig) -> None:
@@ -165,10 +183,11 @@ RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 
 # settings under DEFINING that cannot change a search's results: a resume may change them
-RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory"})
+RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.start_method"})
 # settings added after runs were recorded without them: absent in a recorded run means this value
 ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None,
-                  "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500}
+                  "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500,
+                  "env.n_envs": 1}
 
 
 def defining_settings(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +323,27 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     return Setup(data, net, engine, env, budget, table, base_info, device)
 
 
+def build_worker_env(cfg: dict[str, Any], run_dir: str) -> ChannelPruningEnv:
+    """The env of a search, built again from its (plain, resolved) config: a spawned worker's env."""
+    return build_setup(OmegaConf.create(cfg), Path(run_dir)).env
+
+
+def parallel_env(cfg: DictConfig, setup: Setup, run_dir: Path):  # -> VecEnv (stable_baselines3 is imported lazily)
+    """``env.n_envs`` worker processes, each with a copy of ``setup.env`` (forked on CPU; rebuilt from the config
+    with spawn) and its share of the threads. Close it when done."""
+    from amc.agents.vec import default_start_method, make_vec_env
+
+    method = cfg.env.get("start_method") or default_start_method(setup.device)
+    if method == "fork":
+        env = setup.env
+        make_env = lambda: env  # noqa: E731  (inherited by the forked worker, never pickled)
+    else:
+        make_env = partial(build_worker_env, OmegaConf.to_container(cfg, resolve=True), str(run_dir))
+    n = int(cfg.env.n_envs)
+    log.info("%d parallel environments (%s), %d thread(s) each", n, method, max(1, torch.get_num_threads() // n))
+    return make_vec_env(make_env, n, start_method=method, device=setup.device)
+
+
 def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None = None) -> dict[str, Any]:
     env.reset(seed=seed)
     info: dict[str, Any] = {}
@@ -315,12 +355,23 @@ def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None =
 
 
 def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
-    """Train the agent (or continue its checkpoint); the callbacks log, checkpoint and save agent + actor."""
+    """Train the agent (or continue its checkpoint) on the env or its ``env.n_envs`` workers; the callbacks log,
+    checkpoint and save agent + actor."""
+    n_envs = int(cfg.env.get("n_envs", 1))
+    env = setup.env if n_envs == 1 else parallel_env(cfg, setup, run_dir)
+    try:
+        _train_agent(cfg, setup, run_dir, episode_log, env)
+    finally:
+        if env is not setup.env:
+            env.close()
+
+
+def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:
     from amc.agents import AMCCallback, load_resume_state, make_agent
 
     a = cfg.agent
     agent = make_agent(
-        a.algo, setup.env, actor_lr=a.actor_lr, critic_lr=a.critic_lr, net_arch=list(a.net_arch), tau=a.tau, gamma=a.gamma,
+        a.algo, env, actor_lr=a.actor_lr, critic_lr=a.critic_lr, net_arch=list(a.net_arch), tau=a.tau, gamma=a.gamma,
         batch_size=a.batch_size, replay_episodes=a.replay_episodes, warmup_episodes=a.warmup_episodes,
         episode_length=setup.net.num_groups, sigma=a.sigma, sigma_decay=a.sigma_decay, seed=cfg.seed,
         device=setup.device, tensorboard_log=str(run_dir / "tb"),
@@ -346,12 +397,29 @@ def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Episode
                 reset_num_timesteps=start == 0, tb_log_name="amc", log_interval=None)
 
 
-def run_random(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> None:
-    """Best of ``episodes`` uniformly random policies, through the same env (same wall, same evaluation)."""
+def run_random(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
+    """Best of ``episodes`` uniformly random policies, through the same env (same wall, same evaluation), on the
+    ``env.n_envs`` workers when there are several."""
     rng = np.random.default_rng(cfg.seed)
-    for _ in range(episode_log.episode, cfg.episodes):
-        info = run_episode(setup.env, rng.uniform(-1, 1, setup.net.num_groups).tolist(), seed=cfg.seed)
-        episode_log.record(info)
+    steps = setup.net.num_groups
+    rng.uniform(-1, 1, (episode_log.episode, steps))  # a resumed search goes on with the policies it had not drawn
+    n_envs = int(cfg.env.get("n_envs", 1))
+    if n_envs == 1:
+        for _ in range(episode_log.episode, cfg.episodes):
+            episode_log.record(run_episode(setup.env, rng.uniform(-1, 1, steps).tolist(), seed=cfg.seed))
+        return
+    from amc.agents.vec import play_policies
+
+    venv = parallel_env(cfg, setup, run_dir)
+    try:
+        while episode_log.episode < cfg.episodes:  # rounds of n_envs policies, the same draws as one env in turn
+            todo = min(n_envs, cfg.episodes - episode_log.episode)
+            actions = np.zeros((n_envs, steps))
+            actions[:todo] = rng.uniform(-1, 1, (todo, steps))
+            for info in play_policies(venv, actions)[:todo]:
+                episode_log.record(info)
+    finally:
+        venv.close()
 
 
 def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> None:
@@ -451,7 +519,7 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     else:
         episode_log.resume_from_file()
         if cfg.method == "random":
-            run_random(cfg, setup, episode_log)
+            run_random(cfg, setup, run_dir, episode_log)
         elif episode_log.episode == 0:
             run_heuristic(cfg, setup, episode_log)
     episode_log.close()

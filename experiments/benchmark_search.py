@@ -9,6 +9,10 @@ selection + reconstruction), ``--episodes`` warm-up episodes (random actions) th
 (one gradient step per transition), timed separately, with reward-val passes of the original model (all 5000 images)
 measured in the same process before and after. Uses the committed Fashion-MNIST baselines.
 
+``--levers``: per model, seconds per episode of the same random policies with each speed lever of issue 10 off and
+on, interleaved in one process: the plain env, adaptive evaluation (``env.early_stop.margin=0.05``) and ``n_envs=2``
+worker processes (``python experiments/benchmark_search.py --levers --models resnet20 resnet56 mobilenet_v2``).
+
 ``--rss-episodes N``: resident memory (RSS) of N episodes of random policies through the same env (first model of
 ``--models``), printed every 10 episodes, with the largest deviation after episode 20 from the value at episode 20
 (flat within 10% is the target). ``--no-release`` skips the env's per-episode ``release_memory()`` (gc +
@@ -18,6 +22,7 @@ measured in the same process before and after. Uses the committed Fashion-MNIST 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -95,6 +100,70 @@ def bench_one(model_name: str, *, target: float, episodes: int, threads: int) ->
             "reward_val_pass_s": rv, "warmup_ratio": warmup / rv, "learning_ratio": learning / rv}
 
 
+def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, seed: int = 0) -> list[dict]:
+    """Seconds per episode of the same random policies through the search's env with each speed lever off and on,
+    measured in one process, interleaved (plain, early stop, 2 workers, ... repeated), with reward-val passes of the
+    original model before and after: plain env (``threads`` threads); adaptive evaluation (``env.early_stop.margin``
+    0.05 behind the best full evaluation, seeded with one full episode); ``n_envs=2`` worker processes with
+    ``threads // 2`` threads each (at least 1)."""
+    from amc.agents.vec import make_vec_env, play_policies
+    from amc.measure.accuracy import evaluate_accuracy
+
+    torch.set_num_threads(threads)
+    model, data, net, env = build_env(model_name, target=target)
+    rng = np.random.default_rng(seed)
+    policies = rng.uniform(-1, 1, (episodes, net.num_groups))
+
+    def reward_val_pass() -> float:
+        t = time.perf_counter()
+        evaluate_accuracy(model, data, split="reward_val")
+        return time.perf_counter() - t
+
+    def play_one(actions: np.ndarray) -> dict:
+        env.reset(seed=seed)
+        info: dict = {}
+        for a in actions:
+            info = env.step(np.array([a], dtype=np.float32))[4]
+        return info
+
+    passes = [reward_val_pass() for _ in range(2)]
+    venv = make_vec_env(lambda: env, 2, start_method="fork", threads=max(1, threads // 2))
+    times: dict[str, list[float]] = {"plain": [], "early stop 0.05": [], "n_envs=2": []}
+    stopped = 0
+    try:
+        play_one(policies[0])  # warm caches; and the early stop's reference: one full evaluation
+        for k in range(0, episodes, 2):  # interleaved: each variant plays the same two policies in turn
+            pair = policies[k : k + 2]
+            if len(pair) < 2:
+                break
+            env.early_stop_margin = None
+            t = time.perf_counter()
+            for actions in pair:
+                play_one(actions)
+            times["plain"].append((time.perf_counter() - t) / 2)
+            env.early_stop_margin = 0.05
+            t = time.perf_counter()
+            for actions in pair:
+                stopped += bool(play_one(actions)["stopped_early"])
+            times["early stop 0.05"].append((time.perf_counter() - t) / 2)
+            env.early_stop_margin = None
+            t = time.perf_counter()
+            play_policies(venv, pair)
+            times["n_envs=2"].append((time.perf_counter() - t) / 2)
+    finally:
+        venv.close()
+    passes += [reward_val_pass() for _ in range(2)]
+    rv = statistics.median(passes)
+    plain = statistics.median(times["plain"])
+    rows = []
+    for lever, values in times.items():
+        s = statistics.median(values)
+        note = f"{stopped}/{2 * len(values)} stopped early" if lever.startswith("early") else ""
+        rows.append({"model": model_name, "lever": lever, "episode_s": s, "ratio_to_pass": s / rv,
+                     "speed_up": plain / s, "reward_val_pass_s": rv, "note": note})
+    return rows
+
+
 def rss_run(model_name: str, *, target: float, episodes: int, threads: int, release: bool, every: int = 10,
             seed: int = 0) -> list[tuple[int, int]]:
     """(episode, RSS bytes) every ``every`` episodes of random policies through the env (episode 0: before)."""
@@ -139,7 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-episodes", type=int, default=0, metavar="N",
                         help="instead: resident memory over N random-policy episodes of the first model")
     parser.add_argument("--no-release", action="store_true", help="with --rss-episodes: skip the per-episode release")
+    parser.add_argument("--levers", action="store_true",
+                        help="instead: seconds per episode with each speed lever off and on (early stop, n_envs=2)")
     args = parser.parse_args(argv)
+    if args.levers:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} thread(s)")
+        print("| model | lever | s / episode | ratio to a reward-val pass | speed-up vs plain | note |")
+        print("|---|---|---:|---:|---:|---|")
+        for name in args.models:
+            for r in lever_rows(name, target=args.target, episodes=args.episodes, threads=args.threads):
+                print(f"| {r['model']} | {r['lever']} | {r['episode_s']:.2f} | {r['ratio_to_pass']:.3f} | "
+                      f"{r['speed_up']:.2f}x | {r['note']} |", flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
     if args.rss_episodes > 0:
         samples = rss_run(args.models[0], target=args.target, episodes=args.rss_episodes, threads=args.threads,
                           release=not args.no_release)

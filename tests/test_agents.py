@@ -169,8 +169,6 @@ def test_replay_stores_episode_with_final_reward_only_when_done() -> None:
     assert np.all(buffer.rewards[: N_STEPS + 1, 0] == 0.75)
     assert buffer.dones[: N_STEPS + 1, 0].tolist() == [0, 0, 0, 0, 1]
     assert buffer.observations[:5, 0, 0].tolist() == [0, 1, 2, 3, 10]
-    with pytest.raises(AssertionError, match="n_envs"):
-        EpisodeRewardReplayBuffer(8, spaces.Box(0, 1, (3,)), spaces.Box(-1, 1, (1,)), n_envs=2)
 
 
 def test_replay_baseline_is_ema_of_minibatch_means() -> None:
