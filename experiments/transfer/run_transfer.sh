@@ -23,12 +23,17 @@ mkdir -p "$out"
 for net in ${NETS:-resnet56 mobilenet_v2}; do  # NETS="resnet56" to run one network
   ck=${CKPT[$net]}
   run "$out/$net/uniform" amc.apply checkpoint=$ck policy=uniform compare_with=[]
+  # the one-episode rows of every seed first, then the 50-episode rows seed by seed: a cut-short session leaves
+  # complete seeds
   for spec in "$@"; do
     seed=${spec%%=*} agent=${spec#*=}
     [ -f "$agent/actor.json" ] || $PY experiments/transfer/export_actor.py "$agent"
     run "$out/$net/zero_shot_s$seed" amc.apply checkpoint=$ck agent_run=$agent compare_with=[] seed=$seed
     run "$out/$net/random1_s$seed" amc.search checkpoint=$ck method=random episodes=1 compare_with=[] seed=$seed
-    run "$out/$net/refine50_s$seed" amc.apply checkpoint=$ck agent_run=$agent refine_episodes=50 compare_with=[] seed=$seed
+  done
+  for spec in "$@"; do
+    seed=${spec%%=*} agent=${spec#*=}
     run "$out/$net/random50_s$seed" amc.search checkpoint=$ck method=random episodes=50 compare_with=[] seed=$seed
+    run "$out/$net/refine50_s$seed" amc.apply checkpoint=$ck agent_run=$agent refine_episodes=50 compare_with=[] seed=$seed
   done
 done
