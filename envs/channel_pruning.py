@@ -26,6 +26,7 @@ from amc.measure.latency_table import LatencyTable
 from amc.measure.memory import release_memory
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
+from amc.pruning.fold import conv_bn_pairs, fold_bn
 from amc.pruning.groups import PrunableNetwork, round_channels
 from amc.rewards import get_reward
 
@@ -70,10 +71,12 @@ class ChannelPruningEnv(gym.Env):
         early_stop_margin: float | None = None,
         early_stop_z: float = 3.0,
         early_stop_min_images: int = 500,
+        fold_bn: bool = False,
     ) -> None:
         """``early_stop_margin``: stop evaluating an episode once the upper confidence bound (``early_stop_z``) of
         its accuracy, after at least ``early_stop_min_images``, is more than the margin below the best accuracy of
-        the episodes evaluated in full (None: every episode sees all ``eval_images``)."""
+        the episodes evaluated in full (None: every episode sees all ``eval_images``). ``fold_bn``: fold BatchNorm
+        into the preceding conv of each evaluated copy (after any BN recalibration; exact up to float rounding)."""
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
         if engine.net is not net:
@@ -108,6 +111,7 @@ class ChannelPruningEnv(gym.Env):
         self.release_memory_per_episode = release_memory_per_episode
         self.early_stop_margin, self.early_stop_z = early_stop_margin, early_stop_z
         self.early_stop_min_images = early_stop_min_images
+        self.fold_pairs = conv_bn_pairs(net.model) if fold_bn else []  # (conv, bn) names folded in each copy
         self.best_accuracy: float | None = None  # of the episodes evaluated in full: the early stop's reference
         split_size = len(data.split(eval_split))
         self._eval_total = split_size if eval_images is None else min(eval_images, split_size)  # a full evaluation
@@ -242,6 +246,8 @@ class ChannelPruningEnv(gym.Env):
     def _finish(self) -> tuple[float, dict[str, Any]]:
         result = self.engine.prune_counts(self._counts)  # the counts as decided: no ratio round trip
         start = time.perf_counter()
+        if self.fold_pairs:
+            fold_bn(result.model, self.fold_pairs)  # this copy is only evaluated
         stop = None
         if self.early_stop_margin is not None and self.best_accuracy is not None:
             stop = EarlyStop(self.best_accuracy - self.early_stop_margin, self.early_stop_z, self.early_stop_min_images)

@@ -11,7 +11,9 @@ measured in the same process before and after. Uses the committed Fashion-MNIST 
 
 ``--levers``: per model, seconds per episode of the same random policies with each speed lever of issue 10 off and
 on, interleaved in one process: the plain env, adaptive evaluation (``env.early_stop.margin=0.05``) and ``n_envs=2``
-worker processes (``python experiments/benchmark_search.py --levers --models resnet20 resnet56 mobilenet_v2``).
+worker processes, and BN folded into the convs of each evaluated copy (``env.fold_bn``), with the largest change of
+the reward-val accuracy it causes (``python experiments/benchmark_search.py --levers --models resnet20 resnet56
+mobilenet_v2``).
 
 ``--rss-episodes N``: resident memory (RSS) of N episodes of random policies through the same env (first model of
 ``--models``), printed every 10 episodes, with the largest deviation after episode 20 from the value at episode 20
@@ -108,6 +110,7 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
     ``threads // 2`` threads each (at least 1)."""
     from amc.agents.vec import make_vec_env, play_policies
     from amc.measure.accuracy import evaluate_accuracy
+    from amc.pruning.fold import conv_bn_pairs
 
     torch.set_num_threads(threads)
     model, data, net, env = build_env(model_name, target=target)
@@ -128,7 +131,9 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
 
     passes = [reward_val_pass() for _ in range(2)]
     venv = make_vec_env(lambda: env, 2, start_method="fork", threads=max(1, threads // 2))
-    times: dict[str, list[float]] = {"plain": [], "early stop 0.05": [], "n_envs=2": []}
+    times: dict[str, list[float]] = {"plain": [], "fold BN": [], "early stop 0.05": [], "n_envs=2": []}
+    pairs = conv_bn_pairs(net.model)
+    accuracy: dict[str, list[float]] = {"plain": [], "fold BN": []}
     stopped = 0
     try:
         play_one(policies[0])  # warm caches; and the early stop's reference: one full evaluation
@@ -137,10 +142,13 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
             if len(pair) < 2:
                 break
             env.early_stop_margin = None
-            t = time.perf_counter()
-            for actions in pair:
-                play_one(actions)
-            times["plain"].append((time.perf_counter() - t) / 2)
+            for lever, fold in (("plain", []), ("fold BN", pairs)):
+                env.fold_pairs = fold  # benchmark only: the env's fold_bn switch, toggled on one env
+                t = time.perf_counter()
+                for actions in pair:
+                    accuracy[lever].append(play_one(actions)["accuracy"])
+                times[lever].append((time.perf_counter() - t) / 2)
+            env.fold_pairs = []
             env.early_stop_margin = 0.05
             t = time.perf_counter()
             for actions in pair:
@@ -159,6 +167,9 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
     for lever, values in times.items():
         s = statistics.median(values)
         note = f"{stopped}/{2 * len(values)} stopped early" if lever.startswith("early") else ""
+        if lever == "fold BN":
+            diff = max(abs(a - b) for a, b in zip(accuracy["plain"], accuracy["fold BN"]))
+            note = f"{len(pairs)} BN folded; max reward-val accuracy change {diff * env._eval_total:.0f} of {env._eval_total} images"
         rows.append({"model": model_name, "lever": lever, "episode_s": s, "ratio_to_pass": s / rv,
                      "speed_up": plain / s, "reward_val_pass_s": rv, "note": note})
     return rows
