@@ -175,6 +175,30 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
     return rows
 
 
+def eval_knob_rows(model_name: str, *, target: float, threads: int, rounds: int = 3) -> list[dict]:
+    """Seconds to evaluate one uniformly pruned (50% MACs), BN-folded copy on 2000 reward-val images, per evaluation
+    batch size and memory format, interleaved over ``rounds`` rounds in one process (median)."""
+    from amc.measure.accuracy import evaluate_accuracy
+    from amc.pruning.fold import conv_bn_pairs, fold_bn
+    from amc.pruning.uniform import solve_uniform
+
+    torch.set_num_threads(threads)
+    _, data, net, env = build_env(model_name, target=target)
+    model = fold_bn(env.engine.prune_counts(solve_uniform(net, target).counts).model, conv_bn_pairs(net.model))
+    variants = {(b, fmt): None for b in (100, 250, 500, 1000) for fmt in ("contiguous", "channels_last")}
+    times: dict[tuple[int, str], list[float]] = {v: [] for v in variants}
+    accuracy: dict[tuple[int, str], float] = {}
+    for _ in range(rounds):
+        for batch, fmt in variants:
+            m = model.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
+            t = time.perf_counter()
+            accuracy[(batch, fmt)] = evaluate_accuracy(m, data, split="reward_val", limit=2000, batch_size=batch)
+            times[(batch, fmt)].append(time.perf_counter() - t)
+    base = statistics.median(times[(500, "contiguous")])
+    return [{"model": model_name, "batch": b, "format": fmt, "s": statistics.median(times[(b, fmt)]),
+             "speed_up": base / statistics.median(times[(b, fmt)]), "accuracy": accuracy[(b, fmt)]} for b, fmt in variants]
+
+
 def rss_run(model_name: str, *, target: float, episodes: int, threads: int, release: bool, every: int = 10,
             seed: int = 0) -> list[tuple[int, int]]:
     """(episode, RSS bytes) every ``every`` episodes of random policies through the env (episode 0: before)."""
@@ -221,7 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-release", action="store_true", help="with --rss-episodes: skip the per-episode release")
     parser.add_argument("--levers", action="store_true",
                         help="instead: seconds per episode with each speed lever off and on (early stop, n_envs=2)")
+    parser.add_argument("--eval-knobs", action="store_true",
+                        help="instead: evaluation batch size and memory format of a pruned, BN-folded copy")
     args = parser.parse_args(argv)
+    if args.eval_knobs:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} thread(s)")
+        print("| model | eval batch | memory format | s / 2000 images | speed-up vs 500, contiguous | accuracy |")
+        print("|---|---:|---|---:|---:|---:|")
+        for name in args.models:
+            for r in eval_knob_rows(name, target=args.target, threads=args.threads):
+                print(f"| {r['model']} | {r['batch']} | {r['format']} | {r['s']:.2f} | {r['speed_up']:.2f}x | "
+                      f"{100 * r['accuracy']:.2f}% |", flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
     if args.levers:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} thread(s)")
         print("| model | lever | s / episode | ratio to a reward-val pass | speed-up vs plain | note |")
