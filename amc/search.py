@@ -183,8 +183,10 @@ RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 
 # settings under DEFINING that cannot change a search's results: a resume may change them
-# (BN folding changes logits by float rounding only: no reward-val image changed in the benchmark)
-RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.start_method", "env.fold_bn"})
+# (BN folding, channels-last and the evaluation batch size change logits by float rounding only: no reward-val
+# image changed in the benchmark; with early stopping the batch size moves the points where it checks)
+RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.start_method", "env.fold_bn",
+                            "env.channels_last", "env.eval_batch_size"})
 # settings added after runs were recorded without them: absent in a recorded run means this value
 ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None,
                   "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500,
@@ -320,7 +322,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             early_stop_z=OmegaConf.select(e, "early_stop.z", default=3.0),
                             early_stop_min_images=OmegaConf.select(e, "early_stop.min_images", default=500),
                             target_range=None if p.get("target_range") is None else tuple(p.target_range),
-                            fold_bn=bool(e.get("fold_bn", False)))
+                            fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
 

@@ -102,12 +102,25 @@ def bench_one(model_name: str, *, target: float, episodes: int, threads: int) ->
             "reward_val_pass_s": rv, "warmup_ratio": warmup / rv, "learning_ratio": learning / rv}
 
 
+# lever name -> (fold BN, channels-last, early-stop margin, workers, eval batch size)
+LEVERS = {
+    "plain (batch 500)": (False, False, None, 1, 500),
+    "fold BN": (True, False, None, 1, 500),
+    "batch 250": (False, False, None, 1, 250),
+    "channels-last": (False, True, None, 1, 500),
+    "early stop 0.05": (False, False, 0.05, 1, 500),
+    "n_envs=2": (False, False, None, 2, 500),
+    "defaults: fold + channels-last + batch 250": (True, True, None, 1, 250),
+    "defaults + early stop + n_envs=2": (True, True, 0.05, 2, 250),
+}
+
+
 def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, seed: int = 0) -> list[dict]:
-    """Seconds per episode of the same random policies through the search's env with each speed lever off and on,
-    measured in one process, interleaved (plain, early stop, 2 workers, ... repeated), with reward-val passes of the
-    original model before and after: plain env (``threads`` threads); adaptive evaluation (``env.early_stop.margin``
-    0.05 behind the best full evaluation, seeded with one full episode); ``n_envs=2`` worker processes with
-    ``threads // 2`` threads each (at least 1)."""
+    """Seconds per episode of the same random policies through the search's env with each speed lever (``LEVERS``)
+    alone and combined, measured in one process, interleaved (every lever plays the same two policies in turn), with
+    reward-val passes of the original model before and after. One env uses ``threads`` threads; ``n_envs=2`` is two
+    forked worker processes with ``threads // 2`` threads each (at least 1). Early stopping stops 0.05 behind the
+    best full evaluation (seeded with one full episode)."""
     from amc.agents.vec import make_vec_env, play_policies
     from amc.measure.accuracy import evaluate_accuracy
     from amc.pruning.fold import conv_bn_pairs
@@ -116,6 +129,12 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
     model, data, net, env = build_env(model_name, target=target)
     rng = np.random.default_rng(seed)
     policies = rng.uniform(-1, 1, (episodes, net.num_groups))
+    pairs = conv_bn_pairs(net.model)
+
+    def configure(lever: str) -> None:  # benchmark only: the env's switches, toggled on one env
+        fold, channels_last, margin, _, batch = LEVERS[lever]
+        env.fold_pairs, env.channels_last, env.early_stop_margin, env.eval_batch_size = \
+            (pairs if fold else []), channels_last, margin, batch
 
     def reward_val_pass() -> float:
         t = time.perf_counter()
@@ -130,48 +149,42 @@ def lever_rows(model_name: str, *, target: float, episodes: int, threads: int, s
         return info
 
     passes = [reward_val_pass() for _ in range(2)]
-    venv = make_vec_env(lambda: env, 2, start_method="fork", threads=max(1, threads // 2))
-    times: dict[str, list[float]] = {"plain": [], "fold BN": [], "early stop 0.05": [], "n_envs=2": []}
-    pairs = conv_bn_pairs(net.model)
-    accuracy: dict[str, list[float]] = {"plain": [], "fold BN": []}
-    stopped = 0
+    play_one(policies[0])  # warm caches; and the early stop's reference: one full evaluation
+    venvs = {}
+    for lever, (*_, workers, _) in LEVERS.items():
+        if workers > 1:  # forked with the lever's switches set
+            configure(lever)
+            venvs[lever] = make_vec_env(lambda: env, workers, start_method="fork", threads=max(1, threads // workers))
+    times: dict[str, list[float]] = {lever: [] for lever in LEVERS}
+    accuracy: dict[str, list[float]] = {lever: [] for lever in LEVERS}
+    stopped: dict[str, int] = {lever: 0 for lever in LEVERS}
     try:
-        play_one(policies[0])  # warm caches; and the early stop's reference: one full evaluation
-        for k in range(0, episodes, 2):  # interleaved: each variant plays the same two policies in turn
+        for k in range(0, episodes - 1, 2):
             pair = policies[k : k + 2]
-            if len(pair) < 2:
-                break
-            env.early_stop_margin = None
-            for lever, fold in (("plain", []), ("fold BN", pairs)):
-                env.fold_pairs = fold  # benchmark only: the env's fold_bn switch, toggled on one env
+            for lever in LEVERS:
+                configure(lever)
                 t = time.perf_counter()
-                for actions in pair:
-                    accuracy[lever].append(play_one(actions)["accuracy"])
+                infos = play_policies(venvs[lever], pair) if lever in venvs else [play_one(a) for a in pair]
                 times[lever].append((time.perf_counter() - t) / 2)
-            env.fold_pairs = []
-            env.early_stop_margin = 0.05
-            t = time.perf_counter()
-            for actions in pair:
-                stopped += bool(play_one(actions)["stopped_early"])
-            times["early stop 0.05"].append((time.perf_counter() - t) / 2)
-            env.early_stop_margin = None
-            t = time.perf_counter()
-            play_policies(venv, pair)
-            times["n_envs=2"].append((time.perf_counter() - t) / 2)
+                accuracy[lever] += [i["accuracy"] for i in infos]
+                stopped[lever] += sum(bool(i["stopped_early"]) for i in infos)
     finally:
-        venv.close()
+        for venv in venvs.values():
+            venv.close()
     passes += [reward_val_pass() for _ in range(2)]
     rv = statistics.median(passes)
-    plain = statistics.median(times["plain"])
+    plain = statistics.median(times["plain (batch 500)"])
     rows = []
     for lever, values in times.items():
         s = statistics.median(values)
-        note = f"{stopped}/{2 * len(values)} stopped early" if lever.startswith("early") else ""
-        if lever == "fold BN":
-            diff = max(abs(a - b) for a, b in zip(accuracy["plain"], accuracy["fold BN"]))
-            note = f"{len(pairs)} BN folded; max reward-val accuracy change {diff * env._eval_total:.0f} of {env._eval_total} images"
+        notes = []
+        if LEVERS[lever][2] is not None:
+            notes.append(f"{stopped[lever]}/{len(accuracy[lever])} stopped early")
+        else:
+            diff = max(abs(a - b) for a, b in zip(accuracy["plain (batch 500)"], accuracy[lever]))
+            notes.append(f"max reward-val change {diff * env._eval_total:.0f} of {env._eval_total} images")
         rows.append({"model": model_name, "lever": lever, "episode_s": s, "ratio_to_pass": s / rv,
-                     "speed_up": plain / s, "reward_val_pass_s": rv, "note": note})
+                     "speed_up": plain / s, "reward_val_pass_s": rv, "note": "; ".join(notes)})
     return rows
 
 

@@ -1,4 +1,4 @@
-"""BatchNorm folding (``env.fold_bn``): the folded model computes the plain one's logits."""
+"""BatchNorm folding (``env.fold_bn``) and channels-last evaluation: the plain model's logits and rewards."""
 
 from __future__ import annotations
 
@@ -78,22 +78,24 @@ def test_folding_needs_eval_mode() -> None:
         fold_bn(model.train(), conv_bn_pairs(model))
 
 
-def test_env_with_folded_bn_gives_the_same_rewards() -> None:
+def test_env_with_folded_bn_and_channels_last_gives_the_same_rewards() -> None:
     data = synthetic(train_size=256, test_size=64)
     torch.manual_seed(0)
     model = _random_bn_stats(build_model("resnet20", in_channels=3, num_classes=4))
     net = PrunableNetwork(model, (1, 3, 16, 16))
     engine = PruningEngine(net, reconstructor=Reconstructor.calibrate(net, data, num_images=64))
     rewards = {}
-    for fold in (False, True):
-        env = ChannelPruningEnv(net, engine, data, budget=ResourceBudget(net, "macs", 0.5, 0.2), fold_bn=fold)
+    for fold, channels_last in ((False, False), (True, False), (True, True)):
+        env = ChannelPruningEnv(net, engine, data, budget=ResourceBudget(net, "macs", 0.5, 0.2), fold_bn=fold,
+                                channels_last=channels_last)
         assert len(env.fold_pairs) == (21 if fold else 0)
         rng = np.random.default_rng(0)
-        rewards[fold] = []
+        key = (fold, channels_last)
+        rewards[key] = []
         for _ in range(3):
             env.reset(seed=0)
             done, info = False, {}
             while not done:
                 _, _, done, _, info = env.step(np.array([rng.uniform(-1, 1)], dtype=np.float32))
-            rewards[fold].append(info["accuracy"])
-    assert rewards[True] == rewards[False]
+            rewards[key].append(info["accuracy"])
+    assert rewards[(True, False)] == rewards[(False, False)] == rewards[(True, True)]
