@@ -6,9 +6,9 @@
 set -euo pipefail
 out=$1 epochs=$2; shift 2
 PY=${PY:-python}
-for spec in "$@"; do
-  name=${spec%%=*} pruned=${spec#*=}
-  for kd in 0.5 0; do
+for kd in 0.5 0; do  # every model with distillation first, then every model without
+  for spec in "$@"; do
+    name=${spec%%=*} pruned=${spec#*=}
     dir=$out/${name}_kd$kd
     [ -f "$dir/metrics.json" ] && continue
     extra=""; [ -d "$dir/training_state" ] && extra="resume=$dir"
