@@ -35,12 +35,12 @@ from amc.measure.accuracy import evaluate_accuracy
 from amc.plan import PlanError, PruningPlan, check_plan_structure
 from amc.search import (
     Setup,
+    agent_env,
     build_setup,
     check_common,
     compare_and_report,
     final_evaluation,
     final_images,
-    parallel_env,
     recorded_settings,
     run_actor,
     run_heuristic,
@@ -158,13 +158,8 @@ def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epis
     The policy and critic come from the agent run's pickle-free ``resume/policy.safetensors``; the agent settings
     from its recorded config (plain data; ``algo`` is looked up in a fixed table). No warm-up, noise ``refine_sigma``.
     """
-    n_envs = int(cfg.env.get("n_envs", 1))
-    env = setup.env if n_envs == 1 else parallel_env(cfg, setup, run_dir)
-    try:
+    with agent_env(cfg, setup, run_dir) as env:
         _refine(cfg, setup, run_dir, episode_log, env)
-    finally:
-        if env is not setup.env:
-            env.close()
 
 
 def _refine(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:

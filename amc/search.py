@@ -12,6 +12,8 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -348,6 +350,19 @@ def parallel_env(cfg: DictConfig, setup: Setup, run_dir: Path):  # -> VecEnv (st
     return make_vec_env(make_env, n, start_method=method, device=setup.device)
 
 
+@contextmanager
+def agent_env(cfg: DictConfig, setup: Setup, run_dir: Path) -> Iterator[Any]:
+    """The env an agent trains on: ``setup.env``, or its ``env.n_envs`` workers (closed on exit)."""
+    if int(cfg.env.get("n_envs", 1)) == 1:
+        yield setup.env
+        return
+    venv = parallel_env(cfg, setup, run_dir)
+    try:
+        yield venv
+    finally:
+        venv.close()
+
+
 def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None = None) -> dict[str, Any]:
     env.reset(seed=seed)
     info: dict[str, Any] = {}
@@ -361,13 +376,8 @@ def run_episode(env: ChannelPruningEnv, actions: list[float], seed: int | None =
 def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
     """Train the agent (or continue its checkpoint) on the env or its ``env.n_envs`` workers; the callbacks log,
     checkpoint and save agent + actor."""
-    n_envs = int(cfg.env.get("n_envs", 1))
-    env = setup.env if n_envs == 1 else parallel_env(cfg, setup, run_dir)
-    try:
+    with agent_env(cfg, setup, run_dir) as env:
         _train_agent(cfg, setup, run_dir, episode_log, env)
-    finally:
-        if env is not setup.env:
-            env.close()
 
 
 def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:
@@ -414,16 +424,13 @@ def run_random(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Episod
         return
     from amc.agents.vec import play_policies
 
-    venv = parallel_env(cfg, setup, run_dir)
-    try:
+    with agent_env(cfg, setup, run_dir) as venv:
         while episode_log.episode < cfg.episodes:  # rounds of n_envs policies, the same draws as one env in turn
             todo = min(n_envs, cfg.episodes - episode_log.episode)
             actions = np.zeros((n_envs, steps))
             actions[:todo] = rng.uniform(-1, 1, (todo, steps))
             for info in play_policies(venv, actions)[:todo]:
                 episode_log.record(info)
-    finally:
-        venv.close()
 
 
 def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> None:
