@@ -38,6 +38,7 @@ from amc.search import (
     agent_env,
     build_setup,
     check_common,
+    check_workers,
     compare_and_report,
     final_evaluation,
     final_images,
@@ -107,12 +108,6 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
         raise ValueError(f"refine_episodes must be an integer >= 0, got {cfg.refine_episodes!r}")
     if cfg.refine_episodes and source != "agent_run":
         raise ValueError("refine_episodes continues training a loaded agent: it needs agent_run=<search run dir>")
-    n_envs = cfg.env.get("n_envs", 1)
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"env.n_envs must be an integer >= 1 (parallel environments), got {n_envs!r}")
-    if cfg.refine_episodes % n_envs:
-        raise ValueError(f"with env.n_envs={n_envs} the agent refines in rounds of {n_envs} episodes: "
-                         f"refine_episodes={cfg.refine_episodes} must be a multiple of {n_envs}")
     if cfg.refine_sigma < 0:
         raise ValueError(f"refine_sigma must be >= 0, got {cfg.refine_sigma}")
     if cfg.protocol.target is None:
@@ -124,6 +119,10 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
             log.warning("protocol.target=%s lies outside the range the agent was trained on (%s)", cfg.protocol.target,
                         trained)
     check_common(cfg)
+    n_envs = check_workers(cfg)
+    if cfg.refine_episodes % n_envs:
+        raise ValueError(f"with env.n_envs={n_envs} the agent refines in rounds of {n_envs} episodes: "
+                         f"refine_episodes={cfg.refine_episodes} must be a multiple of {n_envs}")
     found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
     if found:
         raise FileExistsError(f"{run_dir} already holds results ({', '.join(found)}); they are left as they are "

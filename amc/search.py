@@ -111,8 +111,9 @@ def check_target_range(cfg: DictConfig) -> None:
         log.warning("protocol.target_range without env.budget_in_state=true: the agent cannot see the budget")
 
 
-def check_n_envs(cfg: DictConfig) -> None:
-    """``env.n_envs`` parallel environments: the agent runs episodes in rounds of n_envs."""
+def check_workers(cfg: DictConfig) -> int:
+    """``env.n_envs`` (parallel environments) and ``env.start_method``, shared by the search and apply; returns
+    n_envs."""
     n = cfg.env.get("n_envs", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"env.n_envs must be an integer >= 1 (parallel environments), got {n!r}")
@@ -120,7 +121,13 @@ def check_n_envs(cfg: DictConfig) -> None:
     if start_method is not None and start_method not in ("fork", "spawn", "forkserver"):
         raise ValueError(f"env.start_method must be fork, spawn, forkserver or null (fork on CPU, else spawn), got "
                          f"{start_method!r}")
-    if n > 1 and cfg.method == "amc":
+    return n
+
+
+def check_n_envs(cfg: DictConfig) -> None:
+    """``env.n_envs`` parallel environments: the agent runs episodes in rounds of n_envs."""
+    n = check_workers(cfg)
+    if n > 1 and (cfg.method == "amc" or "amc" in cfg.compare_with):
         warmup = int(cfg.agent.warmup_episodes)
         if cfg.episodes % n or warmup % n:
             raise ValueError(f"with env.n_envs={n} the agent runs episodes in rounds of {n}: episodes={cfg.episodes} "
@@ -337,7 +344,7 @@ def build_worker_env(cfg: dict[str, Any], run_dir: str) -> ChannelPruningEnv:
 def parallel_env(cfg: DictConfig, setup: Setup, run_dir: Path):  # -> VecEnv (stable_baselines3 is imported lazily)
     """``env.n_envs`` worker processes, each with a copy of ``setup.env`` (forked on CPU; rebuilt from the config
     with spawn) and its share of the threads. Close it when done."""
-    from amc.agents.vec import default_start_method, make_vec_env
+    from amc.agents.vec import default_start_method, make_vec_env, threads_per_env
 
     method = cfg.env.get("start_method") or default_start_method(setup.device)
     if method == "fork":
@@ -346,7 +353,7 @@ def parallel_env(cfg: DictConfig, setup: Setup, run_dir: Path):  # -> VecEnv (st
     else:
         make_env = partial(build_worker_env, OmegaConf.to_container(cfg, resolve=True), str(run_dir))
     n = int(cfg.env.n_envs)
-    log.info("%d parallel environments (%s), %d thread(s) each", n, method, max(1, torch.get_num_threads() // n))
+    log.info("%d parallel environments (%s), %d thread(s) each", n, method, threads_per_env(n))
     return make_vec_env(make_env, n, start_method=method, device=setup.device)
 
 
