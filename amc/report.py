@@ -1,4 +1,4 @@
-"""Markdown tables of pruning results, and the multirun report: ``python -m amc.report <multirun_dir> [--out DIR]``.
+"""Markdown tables of pruning results, and the multirun report: ``python -m amc.report <multirun_dir> [...] [--out DIR]``.
 
 The report finds every finished search below a directory (a ``summary.json``; baselines of ``compare_with`` sit in
 ``<job>/compare/<method>/``), reads the budget and seed from the job's ``.hydra/config.yaml`` (plain YAML, no hydra
@@ -259,18 +259,28 @@ def load_run(summary_path: Path) -> RunResult:
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
 
 
-def collect_runs(root: str | Path, skipped: list[tuple[Path, str]] | None = None) -> list[RunResult]:
-    """Every finished search below ``root`` (``root`` itself included), in path order.
+def collect_runs(
+    root: str | Path | Sequence[str | Path], skipped: list[tuple[Path, str]] | None = None
+) -> list[RunResult]:
+    """Every finished search below ``root`` (``root`` itself included; one directory or several), in path order.
 
-    A ``summary.json`` that cannot be read is skipped with a warning naming it (and appended to ``skipped`` as
-    (path, reason)); the report goes on with the others. No readable one at all is an error.
+    Several roots join runs made apart (a new sweep and committed seeds at another budget); a run reached through
+    two roots counts once. A ``summary.json`` that cannot be read is skipped with a warning naming it (and appended
+    to ``skipped`` as (path, reason)); the report goes on with the others. No readable one at all is an error.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
-    paths = sorted(p for p in root.rglob("summary.json") if ".hydra" not in p.parts)
-    if not paths:
-        raise FileNotFoundError(f"no summary.json below {root}: not a finished search or multirun directory")
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    if not roots:
+        raise ValueError("no directory given: pass at least one multirun or run directory")
+    found: dict[Path, Path] = {}
+    for r in roots:
+        if not r.is_dir():
+            raise FileNotFoundError(f"{r} is not a directory")
+        paths = [p for p in r.rglob("summary.json") if ".hydra" not in p.parts]
+        if not paths:
+            raise FileNotFoundError(f"no summary.json below {r}: not a finished search or multirun directory")
+        for p in paths:
+            found.setdefault(p.resolve(), p)
+    paths = [found[k] for k in sorted(found)]
     runs = []
     for p in paths:
         try:
@@ -280,7 +290,8 @@ def collect_runs(root: str | Path, skipped: list[tuple[Path, str]] | None = None
             if skipped is not None:
                 skipped.append((p, str(e)))
     if not runs:
-        raise ValueError(f"none of the {len(paths)} summary.json files below {root} could be read (see warnings)")
+        where = roots[0] if len(roots) == 1 else ", ".join(map(str, roots))
+        raise ValueError(f"none of the {len(paths)} summary.json files below {where} could be read (see warnings)")
     return runs
 
 
@@ -485,16 +496,23 @@ def plot_report(runs: Sequence[RunResult], path: str | Path) -> Path:
     return path
 
 
-def write_report(root: str | Path, out: str | Path | None = None) -> tuple[str, Path, Path]:
+def write_report(
+    root: str | Path | Sequence[str | Path], out: str | Path | None = None
+) -> tuple[str, Path, Path]:
     """Collect, aggregate and write ``report.md`` and ``report.png`` into ``out`` (default ``root``).
+
+    ``root`` may be several directories (see :func:`collect_runs`); then ``out`` is required.
 
     Unreadable runs are skipped with a warning and listed under the table. Returns (the table, with the unpruned
     model's test accuracy above it when known; report.md; report.png).
     """
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    if out is None and len(roots) != 1:
+        raise ValueError(f"{len(roots)} directories given: say where the report goes (out=, --out DIR)")
     skipped: list[tuple[Path, str]] = []
-    runs = collect_runs(root, skipped)
+    runs = collect_runs(roots, skipped)
     rows = aggregate(runs)
-    out = Path(out) if out is not None else Path(root)
+    out = Path(out) if out is not None else roots[0]
     out.mkdir(parents=True, exist_ok=True)
     table = format_report(rows)
     notes = "".join(f"\n- {reason}" for _, reason in skipped)
@@ -505,7 +523,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> tuple[str, 
         jobs = f"{unpruned[1]} job{'s' if unpruned[1] > 1 else ''}"
         table = f"unpruned model: test acc {100 * unpruned[0]:.2f}% (mean over the {jobs} that record it)\n\n{table}"
     md = out / "report.md"
-    md.write_text(f"# Search report: {Path(root)}\n\n{report_title(runs)}; mean ± std over seeds; n = number of runs "
+    md.write_text(f"# Search report: {', '.join(map(str, roots))}\n\n{report_title(runs)}; mean ± std over seeds; n = number of runs "
                   f"(n = 1: the value alone)\n\n{table}\n{notes}")
     png = plot_report(runs, out / "report.png")
     return table, md, png
@@ -513,8 +531,10 @@ def write_report(root: str | Path, out: str | Path | None = None) -> tuple[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amc-report", description=__doc__.splitlines()[0])
-    parser.add_argument("multirun_dir", type=Path, help="a multirun (or run) directory holding summary.json files")
-    parser.add_argument("--out", type=Path, default=None, help="where report.md and report.png go (default: multirun_dir)")
+    parser.add_argument("multirun_dir", type=Path, nargs="+",
+                        help="a multirun (or run) directory holding summary.json files; several are reported together")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where report.md and report.png go (default: multirun_dir; required with several)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="amc-report: %(levelname)s: %(message)s")
     try:

@@ -200,6 +200,25 @@ def test_report_lines_go_through_the_achieved_ratios_over_budgets(tmp_path: Path
     assert "| macs 0.3 | amc | 2 | 35.00 ± 7.07% | 36.00 ± 7.07% | - | 0.280 ± 0.014 |" in report
 
 
+def test_report_joins_several_roots_and_counts_a_run_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep, committed = tmp_path / "sweep", tmp_path / "committed"
+    for seed in range(2):
+        _sweep_job(sweep / f"0.3_{seed}", target=0.3, seed=seed, results={"amc": (0.6 + 0.1 * seed, 0.29)})
+        _sweep_job(committed / f"seed{seed}", target=0.5, seed=seed, results={"amc": (0.8, 0.49)})
+    runs = collect_runs([sweep, committed, committed / "seed0"])  # seed0 reached twice: one run
+    assert sorted((r.budget[1], r.seed) for r in runs if r.method == "amc") == [(0.3, 0), (0.3, 1), (0.5, 0), (0.5, 1)]
+    with pytest.raises(ValueError, match="say where the report goes"):
+        write_report([sweep, committed])
+    out = tmp_path / "front"
+    assert report_main([str(sweep), str(committed), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| macs 0.3 | amc | 2 | 65.00 ± 7.07% |" in report and "| macs 0.5 | amc | 2 | 80.00 ± 0.00% |" in report
+    assert report_main([str(sweep), str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "missing is not a directory" in capsys.readouterr().err
+
+
 def test_report_of_a_single_budget_puts_the_methods_on_the_x_axis(tmp_path: Path) -> None:
     root = tmp_path / "multirun"
     for seed in range(3):
