@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 10, end to end: full ResNet-56 searches (400 episodes, 50% MACs, AMC only) with the current defaults and with
+# early stopping + two workers, to set against the committed 400-episode results (experiments/results/resnet56_fmnist_macs50).
+# Usage: experiments/speed/run_e2e.sh <out root> "<seeds>" [variants]   (variants: "defaults fast", the default)
+#   then: python -m experiments.speed.e2e_table <out root>/*/s* --committed experiments/results/resnet56_fmnist_macs50/seed*
+# Run on a quiet machine: each search uses every core (OMP_NUM_THREADS unset = torch's default). Resumable: a
+# finished run (summary.json) is skipped, an interrupted one resumed (resume=<dir>).
+set -euo pipefail
+out=$1 seeds=$2 variants=${3:-defaults fast}
+PY=${PY:-python}
+declare -A ARGS=([defaults]="" [fast]="env.early_stop.margin=0.05 env.n_envs=2")
+for v in $variants; do
+  [ -n "${ARGS[$v]+x}" ] || { echo "unknown variant '$v': use defaults or fast" >&2; exit 2; }
+  for s in $seeds; do
+    d=$out/$v/s$s
+    [ -f "$d/summary.json" ] && continue
+    extra=""; [ -d "$d/resume" ] && extra="resume=$d"
+    mkdir -p "$(dirname "$d")"
+    echo "== resnet56 $v seed $s -> $d ($(uptime | sed 's/.*load/load/'))"
+    $PY -m amc.search experiment=resnet56_macs50 compare_with=[] seed=$s progress=false ${ARGS[$v]} hydra.run.dir=$d $extra \
+      >> "$d.log" 2>&1 || echo "failed: see $d.log"
+  done
+done
