@@ -243,12 +243,18 @@ def episodes_done(run_dir: Path, method: str) -> int:
     return sum(1 for line in log_path.read_text().splitlines() if line.strip().endswith("}"))
 
 
+def is_finished(run_dir: Path) -> bool:
+    """A search is finished once its ``comparison.md`` is written, the last file of a run. A run killed after its
+    own summary but during the ``compare_with`` baselines or the latency block is not: ``resume=`` completes it."""
+    return (run_dir / "summary.json").exists() and (run_dir / "comparison.md").exists()
+
+
 def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     """A new search needs a dir that holds no search; a resumed one its own settings and more episodes."""
     if not cfg.resume:
         found = [m for m in RUN_MARKERS if (run_dir / m).exists()]
         if found:
-            state = "a finished search" if "summary.json" in found else "an interrupted search"
+            state = "a finished search" if is_finished(run_dir) else "an interrupted search"
             raise FileExistsError(f"{run_dir} already holds {state} ({', '.join(found)}); it is left as it is. Choose a "
                                   f"new run dir, or continue it with resume={run_dir} (and episodes=<more> if finished)")
         return
@@ -269,7 +275,7 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     if total < done:
         raise ValueError(f"resume={run_dir} has already run {done} episodes; episodes={cfg.episodes} would drop "
                          f"some: pass episodes >= {done}")
-    if (run_dir / "summary.json").exists() and done >= total:
+    if is_finished(run_dir) and done >= total:
         raise FileExistsError(f"resume={run_dir} is a finished search of {done} episodes; it is left as it is. Pass "
                               f"episodes=<more than {done}> to continue it" if method in ("amc", "random") else
                               f"resume={run_dir} is a finished {method} run; it is left as it is")

@@ -67,6 +67,7 @@ def _finished_search(run_dir: Path, cfg: DictConfig, episodes: int = 6) -> None:
     (run_dir / "episodes.jsonl").write_text("".join(json.dumps({"episode": i + 1, "reward": 0.5}) + "\n"
                                                     for i in range(episodes)))
     (run_dir / "summary.json").write_text(json.dumps({"best_reward": 0.5}))
+    (run_dir / "comparison.md").write_text("| variant |\n")
     (run_dir / "search.log").write_text("the run's own log\n")
 
 
@@ -149,6 +150,8 @@ def test_resume_may_grow_episodes_but_not_shrink_or_repeat_them(checkpoint: Path
         preflight(_cfg(checkpoint, "episodes=4", f"resume={run_dir}"), tmp_path / "new")
     with pytest.raises(FileExistsError, match="finished search of 6 episodes"):
         preflight(_cfg(checkpoint, "episodes=6", f"resume={run_dir}"), tmp_path / "new")
+    (run_dir / "comparison.md").unlink()  # killed while the compare_with baselines ran: completing them is allowed
+    assert preflight(_cfg(checkpoint, "episodes=6", f"resume={run_dir}"), tmp_path / "new") == run_dir
     (run_dir / "summary.json").unlink()  # killed during the final evaluation: finishing it is allowed
     assert preflight(_cfg(checkpoint, "episodes=6", f"resume={run_dir}"), tmp_path / "new") == run_dir
 

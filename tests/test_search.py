@@ -8,6 +8,7 @@ and clear early errors for bad configs.
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import os
 import subprocess
@@ -224,6 +225,26 @@ def test_resume_after_a_kill_drops_episodes_past_the_checkpoint(checkpoint: Path
     assert [r["episode"] for r in rows] == list(range(1, 7))
     assert all(r["reward"] != 999.0 for r in rows)
     assert row["best_reward"] == max(r["reward"] for r in rows)
+
+
+def test_resume_completes_a_run_killed_during_its_baselines(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = run(_cfg(checkpoint, "compare_with=[uniform,random]", "episodes=4"), out)
+    uniform = json.loads((out / "compare" / "uniform" / "summary.json").read_text())
+    # as if killed during random search, the second baseline: AMC's summary and uniform's are written, no table
+    shutil.rmtree(out / "compare" / "random")
+    (out / "comparison.md").unlink()
+    log_before = (out / "episodes.jsonl").read_text()
+    row = run(_cfg(checkpoint, "compare_with=[uniform,random]", "episodes=4", f"resume={out}"), tmp_path / "ignored")
+    assert (out / "episodes.jsonl").read_text() == log_before  # no AMC episode run again
+    assert row["best_reward"] == first["best_reward"] and row["test_acc"] == first["test_acc"]
+    again = json.loads((out / "compare" / "uniform" / "summary.json").read_text())
+    assert again["test_acc"] == uniform["test_acc"]
+    assert len(_episodes(out / "compare" / "random")) == 4
+    table = (out / "comparison.md").read_text()
+    assert "| uniform |" in table and "| random |" in table
+    with pytest.raises(FileExistsError, match="finished search of 4 episodes"):  # now finished: left as it is
+        run(_cfg(checkpoint, "compare_with=[uniform,random]", "episodes=4", f"resume={out}"), out)
 
 
 def test_resume_drops_a_truncated_last_line_of_the_episode_log(checkpoint: Path, tmp_path: Path,

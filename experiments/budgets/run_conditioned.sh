@@ -11,7 +11,7 @@ PY=${PY:-python}
 ck=experiments/baselines/fashion_mnist/$model/model.safetensors
 for n in $counts; do
   d=$out/$model/train_e$n/s$seed
-  if [ ! -f "$d/summary.json" ]; then
+  if [ ! -f "$d/comparison.md" ]; then  # its last file: a run killed after summary.json is resumed
     extra=""; [ -d "$d/resume" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== train $model conditioned on [0.3, 0.7], $n episodes -> $d"
@@ -21,7 +21,7 @@ for n in $counts; do
   fi
   for t in 0.3 0.4 0.5 0.6 0.7; do
     a=$out/$model/apply_e$n/s$seed/t$t
-    [ -f "$a/summary.json" ] && continue
+    [ -f "$a/comparison.md" ] && continue
     [ -e "$a" ] && mv "$a" "$a.incomplete.$(date +%s)"
     mkdir -p "$(dirname "$a")"
     $PY -m amc.apply checkpoint=$ck agent_run=$d protocol.target=$t compare_with=[uniform] seed=$seed progress=false \

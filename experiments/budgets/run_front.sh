@@ -3,7 +3,7 @@
 # harness (compare_with from the experiment config: uniform, random, deep, shallow), one run dir each.
 # Usage: experiments/budgets/run_front.sh <out root> <model> "<targets>" "<seeds>"
 #   e.g. experiments/budgets/run_front.sh outputs/front resnet20 "0.3 0.5 0.7" "0 1 2"; then python -m amc.report <out>/<model>
-# Resumable: a finished run (summary.json) is skipped, an interrupted one resumed (resume=<dir>). One thread per run.
+# Resumable: a finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>). One thread per run.
 set -euo pipefail
 out=$1 model=$2 targets=$3 seeds=$4
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -11,7 +11,7 @@ PY=${PY:-python}
 for t in $targets; do
   for s in $seeds; do
     d=$out/$model/t$t/s$s
-    [ -f "$d/summary.json" ] && continue
+    [ -f "$d/comparison.md" ] && continue
     extra=""; [ -d "$d/resume" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== $model target $t seed $s -> $d"

@@ -8,7 +8,7 @@
 set -euo pipefail
 src=${1:?usage: collect.sh <run dir> <destination>}
 dst=${2:?usage: collect.sh <run dir> <destination>}
-[ -f "$src/summary.json" ] || { echo "$src holds no summary.json: not a finished search" >&2; exit 2; }
+[ -f "$src/comparison.md" ] || { echo "$src holds no comparison.md: not a finished search (resume= completes it)" >&2; exit 2; }
 [ -e "$dst" ] && { echo "$dst exists; not overwriting it" >&2; exit 2; }
 python=${PYTHON:-.venv/bin/python}
 mkdir -p "$dst"

@@ -4,7 +4,7 @@
 # Usage: experiments/speed/run_e2e.sh <out root> "<seeds>" [variants]   (variants: "defaults fast", the default)
 #   then: python -m experiments.speed.e2e_table <out root>/*/s* --committed experiments/results/resnet56_fmnist_macs50/seed*
 # Run on a quiet machine: each search uses every core (OMP_NUM_THREADS unset = torch's default). Resumable: a
-# finished run (summary.json) is skipped, an interrupted one resumed (resume=<dir>).
+# finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>).
 set -euo pipefail
 out=$1 seeds=$2 variants=${3:-defaults fast}
 PY=${PY:-python}
@@ -13,7 +13,7 @@ for v in $variants; do
   [ -n "${ARGS[$v]+x}" ] || { echo "unknown variant '$v': use defaults or fast" >&2; exit 2; }
   for s in $seeds; do
     d=$out/$v/s$s
-    [ -f "$d/summary.json" ] && continue
+    [ -f "$d/comparison.md" ] && continue
     extra=""; [ -d "$d/resume" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== resnet56 $v seed $s -> $d ($(uptime | sed 's/.*load/load/'))"

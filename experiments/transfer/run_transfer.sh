@@ -2,7 +2,7 @@
 # Transfer table of issue 11 (Fashion-MNIST, 50% MACs, no fine-tuning): ResNet-20 agents applied to ResNet-56 and
 # MobileNet-V2, zero-shot and after 50 refinement episodes, against uniform and random search with 1 and 50 episodes.
 # Usage: experiments/transfer/run_transfer.sh <out root> <seed>=<ResNet-20 search run dir> [<seed>=<dir> ...]
-# Resumable: a run whose summary.json exists is skipped. One thread per run (OMP_NUM_THREADS=1).
+# Resumable: a finished run (comparison.md, its last file) is skipped. One thread per run (OMP_NUM_THREADS=1).
 set -euo pipefail
 out=$1; shift
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -13,7 +13,7 @@ declare -A CKPT=([resnet56]=experiments/baselines/fashion_mnist/resnet56/model.s
 common="progress=false protocol.target=0.5 final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
 run() {  # run <dir> <module> <args...>
   local dir=$1 module=$2; shift 2
-  [ -f "$dir/summary.json" ] && return 0
+  [ -f "$dir/comparison.md" ] && return 0
   [ -e "$dir" ] && mv "$dir" "$dir.incomplete.$(date +%s)"  # an unfinished attempt: kept aside, redone
   mkdir -p "$(dirname "$dir")"
   echo "== $module $* -> $dir"
