@@ -8,9 +8,9 @@ and clear early errors for bad configs.
 from __future__ import annotations
 
 import json
-import shutil
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
