@@ -259,6 +259,11 @@ def load_run(summary_path: Path) -> RunResult:
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
 
 
+def _as_roots(root: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One directory or several, as a list of paths."""
+    return [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+
+
 def collect_runs(
     root: str | Path | Sequence[str | Path], skipped: list[tuple[Path, str]] | None = None
 ) -> list[RunResult]:
@@ -268,7 +273,7 @@ def collect_runs(
     two roots counts once. A ``summary.json`` that cannot be read is skipped with a warning naming it (and appended
     to ``skipped`` as (path, reason)); the report goes on with the others. No readable one at all is an error.
     """
-    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    roots = _as_roots(root)
     if not roots:
         raise ValueError("no directory given: pass at least one multirun or run directory")
     found: dict[Path, Path] = {}
@@ -506,7 +511,7 @@ def write_report(
     Unreadable runs are skipped with a warning and listed under the table. Returns (the table, with the unpruned
     model's test accuracy above it when known; report.md; report.png).
     """
-    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    roots = _as_roots(root)
     if out is None and len(roots) != 1:
         raise ValueError(f"{len(roots)} directories given: say where the report goes (out=, --out DIR)")
     skipped: list[tuple[Path, str]] = []
