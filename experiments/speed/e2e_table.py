@@ -1,7 +1,7 @@
 """End-to-end search speed against quality (issue 10): full searches side by side with the committed ones.
 
-    python -m experiments.speed.e2e_table <out>/defaults/s* <out>/fast/s* \
-        --committed experiments/results/resnet56_fmnist_macs50/seed*
+    python -m experiments.speed.e2e_table <out>/defaults/s*/ <out>/fast/s*/ \
+        --committed experiments/results/resnet56_fmnist_macs50/seed*/
 
 Per run (a finished search dir with ``summary.json`` and ``episodes.jsonl``): wall time of the search, seconds per
 episode and per reward-val pass measured in that run (their ratio does not depend on the machine's load), the search
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--committed", nargs="*", type=Path, default=[], help="the committed searches to compare with")
     parser.add_argument("--target-minutes", type=float, default=5.0)
     args = parser.parse_args()
+    for d in [*args.committed, *args.runs]:
+        if not (d / "summary.json").is_file():
+            parser.error(f"{d} is not a finished search dir (no summary.json in it): give run dirs, e.g. <out>/fast/s*/")
     rows = [run_row(d, "committed") for d in args.committed] + [run_row(d, d.parent.name) for d in args.runs]
     if not rows:
         parser.error("no run dirs given")

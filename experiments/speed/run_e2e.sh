@@ -3,7 +3,7 @@
 # early stopping + two workers, to set against the committed 400-episode results (experiments/results/resnet56_fmnist_macs50).
 # Usage: experiments/speed/run_e2e.sh <out root> "<seeds>" [variants]   (variants: "defaults fast", the default, and
 #   "lean": fast with 1000 reward-val images per episode instead of 2000, the lever that trades accuracy noise for time)
-#   then: python -m experiments.speed.e2e_table <out root>/*/s* --committed experiments/results/resnet56_fmnist_macs50/seed*
+#   then: python -m experiments.speed.e2e_table <out root>/*/s*/ --committed experiments/results/resnet56_fmnist_macs50/seed*/
 # Run on a quiet machine: each search uses every core (OMP_NUM_THREADS unset = torch's default). Resumable: a
 # finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>).
 set -euo pipefail
