@@ -9,8 +9,8 @@
 set -euo pipefail
 out=$1 seeds=$2 variants=${3:-defaults fast}
 PY=${PY:-python}
-declare -A ARGS=([defaults]="" [fast]="env.early_stop.margin=0.05 env.n_envs=2"
-               [lean]="env.early_stop.margin=0.05 env.n_envs=2 env.eval_images=1000")
+fast="env.early_stop.margin=0.05 env.n_envs=2"
+declare -A ARGS=([defaults]="" [fast]="$fast" [lean]="$fast env.eval_images=1000")
 for v in $variants; do
   [ -n "${ARGS[$v]+x}" ] || { echo "unknown variant '$v': use defaults, fast or lean" >&2; exit 2; }
   for s in $seeds; do
