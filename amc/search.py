@@ -447,13 +447,14 @@ def run_random(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Episod
 
 
 def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> None:
-    """The weakest policy of the family that meets the budget (MACs at protocol.target when no wall)."""
+    """The weakest policy of the family that meets the budget (MACs at protocol.target when no wall), the budget
+    rounding left filled group by group as the agent's episodes fill it at the wall (``solve_heuristic(fill=True)``)."""
     e, net = cfg.env, setup.net
     if setup.budget is not None:
         cost, limit = setup.budget.cost, setup.budget.limit
     else:
         cost, limit = net.predict_macs, cfg.protocol.target * net.original_macs
-    policy = solve_heuristic(net, cfg.method, cost=cost, limit=limit, lbound=e.lbound, rbound=e.rbound)
+    policy = solve_heuristic(net, cfg.method, cost=cost, limit=limit, lbound=e.lbound, rbound=e.rbound, fill=True)
     episode_log.record(setup.env.play_counts(policy.counts, seed=cfg.seed))  # exact counts, same wall and evaluation
 
 

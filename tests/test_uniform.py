@@ -3,6 +3,7 @@ episodes, and the same uniform model from ``amc.prune`` and ``amc.search method=
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -77,10 +78,10 @@ def test_prune_counts_validation_names_the_bad_group(resnet20: PrunableNetwork) 
 # --- the one solver --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "round_to"), [("resnet20", 1), ("resnet20", 4), ("mobilenet_v2", 1)])
-@pytest.mark.parametrize("kind", HEURISTICS)
-def test_solver_finds_the_weakest_member_within_the_limit(name: str, round_to: int, kind: str) -> None:
+def _check_solver(name: str, round_to: int, kind: str) -> int:
+    """The solver's guarantees on random budgets; returns how many groups the fill raised in all."""
     net = _net(name, round_to)
+    filled = 0
     rng = random.Random(f"{name}-{round_to}-{kind}")
     for resource in ("macs", "params"):
         for _ in range(4):
@@ -88,13 +89,45 @@ def test_solver_finds_the_weakest_member_within_the_limit(name: str, round_to: i
             floor = ResourceBudget(net, resource, 1.0, lbound)
             floor_ratio = floor.cost(floor.min_counts) / floor.original
             budget = ResourceBudget(net, resource, rng.uniform(floor_ratio * 1.01, 0.95), lbound)
-            policy = solve_heuristic(net, kind, cost=budget.cost, limit=budget.limit, lbound=lbound)
+            policy = solve_heuristic(net, kind, cost=budget.cost, limit=budget.limit, lbound=lbound, fill=True)
             assert budget.cost(policy.counts) <= budget.limit
-            assert policy.counts == heuristic_counts(net, policy.keep_ratios)
             assert all(lo <= n for lo, n in zip(budget.min_counts, policy.counts))
             assert 0 < policy.strength
-            weaker = heuristic_keep_ratios(kind, policy.strength - 1e-9, net.num_groups, lbound)
-            assert budget.cost(heuristic_counts(net, weaker)) > budget.limit  # any weaker member breaks the limit
+            member = heuristic_counts(net, policy.keep_ratios)
+            assert budget.cost(member) <= budget.limit
+            plain = solve_heuristic(net, kind, cost=budget.cost, limit=budget.limit, lbound=lbound)
+            assert (plain.counts, plain.strength, plain.raised) == (member, policy.strength, 0)  # no fill by default
+            # the next weaker member: the strength one float below (the bisection ends on adjacent floats)
+            below = math.nextafter(policy.strength, 0.0)
+            weaker = heuristic_counts(net, heuristic_keep_ratios(kind, below, net.num_groups, lbound))
+            assert budget.cost(weaker) > budget.limit  # any weaker member breaks the limit
+            # the fill: each count is the member's or the weaker member's, and no further group could be raised
+            raised = [i for i, (n, m) in enumerate(zip(policy.counts, member)) if n != m]
+            assert len(raised) == policy.raised
+            assert all(policy.counts[i] == weaker[i] for i in raised)
+            for i, (n, w) in enumerate(zip(policy.counts, weaker)):
+                if n < w:
+                    assert budget.cost([*policy.counts[:i], w, *policy.counts[i + 1:]]) > budget.limit
+            filled += policy.raised
+    return filled
+
+
+@pytest.mark.parametrize(("name", "round_to"), [("resnet20", 1), ("resnet20", 4), ("mobilenet_v2", 1)])
+@pytest.mark.parametrize("kind", HEURISTICS)
+def test_solver_finds_the_weakest_member_within_the_limit(name: str, round_to: int, kind: str) -> None:
+    _check_solver(name, round_to, kind)
+
+
+def test_the_fill_spends_the_rounding_left_of_the_budget() -> None:
+    """Uniform at ResNet-20's 50% MACs (its Fashion-MNIST shape): the last stage keeps 46, 46, 46, 45 channels (the
+    family alone gives 45 everywhere, 0.494 of the MACs), and the fill raises groups on the random budgets too."""
+    net = PrunableNetwork(build_model("resnet20", in_channels=1, num_classes=10).eval(), (1, 1, 28, 28))
+    budget = ResourceBudget(net, "macs", 0.5, 0.2)
+    policy = solve_heuristic(net, "uniform", cost=budget.cost, limit=budget.limit, lbound=0.2, fill=True)
+    assert policy.counts == [11] * 4 + [23] * 4 + [46, 46, 46, 45] and policy.raised == 3
+    assert heuristic_counts(net, policy.keep_ratios)[8:] == [45] * 4
+    assert 0.4995 < budget.ratio(policy.counts) <= 0.5
+    assert _check_solver("resnet20", 1, "uniform") > 0
 
 
 def test_solver_limits_and_errors(resnet20: PrunableNetwork) -> None:
@@ -121,7 +154,8 @@ def test_uniform_does_not_depend_on_lbound_where_reachable(name: str, round_to: 
         search = solve_heuristic(net, "uniform", cost=budget.cost, limit=budget.limit, lbound=0.2)
         prune = solve_uniform(net, target)
         assert search.counts == prune.counts, target
-        assert prune.counts == net.channel_counts([uniform_keep_ratio(net, target)] * net.num_groups)
+        family = net.channel_counts([uniform_keep_ratio(net, target)] * net.num_groups)
+        assert prune.counts == family
 
 
 # --- the env plays exact counts through the same path ----------------------------------------------------------
@@ -199,16 +233,21 @@ def _compose(name: str, overrides: list[str]) -> DictConfig:
 
 
 def test_prune_and_search_uniform_give_the_same_model(tmp_path: Path) -> None:
-    target = 0.5  # where the old float32 action encoding gave the search 46, 46, 46, 44 channels in stage 3, not 45
+    """Where the search's fill raises no group (0.7 here), both commands give the same model; at 0.5 the search's
+    uniform fills the budget (``solve_heuristic(fill=True)``) and prune's does not."""
+    target = 0.7
+    net = _net()
+    budget = ResourceBudget(net, "macs", target, 0.2)
+    assert solve_heuristic(net, "uniform", cost=budget.cost, limit=budget.limit, lbound=0.2, fill=True).raised == 0
     checkpoint = _checkpoint(tmp_path / "base.safetensors")
     common = ["data=synthetic", f"checkpoint={checkpoint}", "device=cpu", "seed=0"]
     prune_cfg = _compose("prune", [*common, f"target_macs_ratio={target}", "calibration.num_images=64",
                                    "calibration.batch_size=32", "bn_recalibration.num_batches=1", "latency.repeats=1",
                                    "latency.warmup=0"])
-    search_cfg = _compose("search", [*common, "method=uniform", f"protocol.target={target}", "progress=false",
-                                     "env.calibration.num_images=64", "env.calibration.batch_size=32",
-                                     "env.eval_images=32", "env.bn_recalibration_batches=0",
-                                     "final_eval.bn_recalibration_batches=0", "final_eval.latency_repeats=1"])
+    search_overrides = [*common, "method=uniform", "progress=false", "env.calibration.num_images=64",
+                        "env.calibration.batch_size=32", "env.eval_images=32", "env.bn_recalibration_batches=0",
+                        "final_eval.bn_recalibration_batches=0", "final_eval.latency_repeats=1"]
+    search_cfg = _compose("search", [*search_overrides, f"protocol.target={target}"])
     prune_run(prune_cfg, tmp_path / "prune")
     row = search_run(search_cfg, tmp_path / "search")
     from_prune, from_search = tmp_path / "prune" / "reconstruction", tmp_path / "search" / "best"
@@ -216,10 +255,16 @@ def test_prune_and_search_uniform_give_the_same_model(tmp_path: Path) -> None:
     assert [g["kept_channels"] for g in a.groups] == [g["kept_channels"] for g in b.groups] == row["channels"]
     assert [g["kept_indices"] for g in a.groups] == [g["kept_indices"] for g in b.groups]
     assert a.macs_after == b.macs_after == row["macs"] <= target * a.macs_before
-    full = [g.channels for g in _net().groups]
+    full = [g.channels for g in net.groups]
     assert row["channels"] != full
     ma, mb = load_pruned(from_prune), load_pruned(from_search)
     sa, sb = ma.state_dict(), mb.state_dict()
     assert sa.keys() == sb.keys()
     for k in sa:
         assert sa[k].shape == sb[k].shape and torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6), k
+    # at 0.5 the search fills the rounding left of the budget: one rounding step up in some groups, within the budget
+    half = ResourceBudget(net, "macs", 0.5, 0.2)
+    filled = solve_heuristic(net, "uniform", cost=half.cost, limit=half.limit, lbound=0.2, fill=True)
+    assert filled.raised > 0 and filled.counts != solve_uniform(net, 0.5).counts
+    row = search_run(_compose("search", [*search_overrides, "protocol.target=0.5"]), tmp_path / "half")
+    assert row["channels"] == filled.counts and row["macs"] <= half.limit
