@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Issue 10, end to end: full ResNet-56 searches (400 episodes, 50% MACs, AMC only) with the current defaults and with
 # early stopping + two workers, to set against the committed 400-episode results (experiments/results/resnet56_fmnist_macs50).
-# Usage: experiments/speed/run_e2e.sh <out root> "<seeds>" [variants]   (variants: "defaults fast", the default, and
-#   "lean": fast with 1000 reward-val images per episode instead of 2000, the lever that trades accuracy noise for time)
+# Usage: experiments/speed/run_e2e.sh <out root> "<seeds>" [variants]   (variants: "defaults fast", the default;
+#   "stop" and "workers": early stopping alone and two workers alone, to separate the two levers of fast; "lean":
+#   fast with 1000 reward-val images per episode instead of 2000, the lever that trades accuracy noise for time)
 #   then: python -m experiments.speed.e2e_table <out root>/*/s*/ --committed experiments/results/resnet56_fmnist_macs50/seed*/
 # Run on a quiet machine: each search uses every core (OMP_NUM_THREADS unset = torch's default). Resumable: a
 # finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>).
 set -euo pipefail
 out=$1 seeds=$2 variants=${3:-defaults fast}
 PY=${PY:-python}
-fast="env.early_stop.margin=0.05 env.n_envs=2"
-declare -A ARGS=([defaults]="" [fast]="$fast" [lean]="$fast env.eval_images=1000")
+stop="env.early_stop.margin=0.05" workers="env.n_envs=2"
+fast="$stop $workers"
+declare -A ARGS=([defaults]="" [fast]="$fast" [stop]="$stop" [workers]="$workers" [lean]="$fast env.eval_images=1000")
 for v in $variants; do
-  [ -n "${ARGS[$v]+x}" ] || { echo "unknown variant '$v': use defaults, fast or lean" >&2; exit 2; }
+  [ -n "${ARGS[$v]+x}" ] || { echo "unknown variant '$v': use defaults, fast, stop, workers or lean" >&2; exit 2; }
   for s in $seeds; do
     d=$out/$v/s$s
     [ -f "$d/comparison.md" ] && continue
