@@ -73,8 +73,8 @@ def solve_heuristic(
 ) -> HeuristicPolicy:
     """The weakest pruning of family ``kind`` whose ``cost(counts) <= limit``.
 
-    ``fill``: spend the limit rounding left: the groups, first to last, each take their count in the next weaker member (the strongest one over the
-    limit) while the cost stays within the limit; ``raised`` says how many did.
+    ``fill``: spend what rounding left of the limit: the groups, first to last, each take their count in the next
+    weaker member (the strongest one over the limit) while the cost stays within the limit; ``raised`` counts them.
 
     ``lbound`` in [0, rbound] (0: down to the smallest count per group), ``rbound`` in (0, 1]. Raises ValueError
     when even the strongest member (every group at lbound) exceeds the limit.
