@@ -2,7 +2,7 @@
 
     python -m experiments.budgets.replace_baseline <re-run dir> <run dir> --why "<one line>"
 
-``<re-run dir>`` is a finished ``amc.search method=uniform|deep|shallow`` (``run_heuristic.sh``), ``<run dir>`` a
+``<re-run dir>`` is a finished ``amc.search method=uniform|deep|shallow`` (``run_front.sh ... <method>``), ``<run dir>`` a
 finished search or apply run with that method in ``compare/``. Both must agree on budget, target and seed (their
 ``.hydra/config.yaml``). The old ``summary.json`` and ``best_plan.json`` are kept beside the new ones as
 ``*.superseded.json`` (``amc.report`` reads only ``summary.json``); the method's row in ``comparison.md`` is replaced
