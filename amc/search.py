@@ -424,6 +424,20 @@ def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epis
                 reset_num_timesteps=start == 0, tb_log_name="amc", log_interval=None)
 
 
+def warmup_warning(*, best_episode: int, warmup_episodes: int, episodes: int, sigma_decay: float | None) -> str | None:
+    """A warning when the search's best policy came from the agent's warm-up (uniformly random actions): the trained
+    agent then found nothing better in every episode after it, and random search would have done as well.
+    ``sigma_decay``: the decay of DDPG's exploration noise, None for an agent without it (SAC)."""
+    if episodes <= warmup_episodes or best_episode > warmup_episodes:
+        return None
+    advice = "More episodes (resume=<run dir> episodes=<more>) may help"
+    if sigma_decay is not None:
+        advice += (f", or at tight budgets a slower decay of the exploration noise than agent.sigma_decay={sigma_decay} "
+                   f"per episode (agent.sigma_decay=0.99)")
+    return (f"the best policy is warm-up episode {best_episode} (random actions): in the {episodes - warmup_episodes} "
+            f"episodes after the warm-up the agent found nothing better. {advice} (README, 'Tight budgets')")
+
+
 def run_random(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
     """Best of ``episodes`` uniformly random policies, through the same env (same wall, same evaluation), on the
     ``env.n_envs`` workers when there are several."""
@@ -538,6 +552,13 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     start = time.perf_counter()
     if cfg.method == "amc":
         run_agent(cfg, setup, run_dir, episode_log)
+        if episode_log.best is not None and setup.env.target_range is None:
+            a = cfg.agent
+            warning = warmup_warning(best_episode=episode_log.best["episode"], warmup_episodes=a.warmup_episodes,
+                                     episodes=episode_log.episode,
+                                     sigma_decay=a.sigma_decay if str(a.algo).lower() == "ddpg" else None)
+            if warning:
+                log.warning(warning)
         if setup.env.target_range is not None:  # one agent for every budget: report it at protocol.target
             setup.env.fix_target(float(cfg.protocol.target))
             best = at_target_result(cfg, setup, run_dir, episode_log)

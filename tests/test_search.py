@@ -8,6 +8,7 @@ and clear early errors for bad configs.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -31,7 +32,7 @@ from amc.plot_curve import moving_average, plot_reward_curve, warmup_end
 from amc.pruning.bn import recalibrate_bn
 from amc.report import collect_runs
 from amc.report import main as report_main
-from amc.search import METHODS, run
+from amc.search import METHODS, run, warmup_warning
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -154,11 +155,25 @@ def test_every_method_runs_as_the_main_method(checkpoint: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("agent", sorted(p.stem for p in (CONF / "agent").glob("*.yaml")))
-def test_every_agent_config_runs(checkpoint: Path, tmp_path: Path, agent: str) -> None:
-    row = run(_cfg(checkpoint, f"agent={agent}", "episodes=3", "agent.warmup_episodes=1", "agent.batch_size=4"),
-              tmp_path / "run")
+def test_every_agent_config_runs(checkpoint: Path, tmp_path: Path, agent: str,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="amc.search"):
+        row = run(_cfg(checkpoint, f"agent={agent}", "episodes=3", "agent.warmup_episodes=1", "agent.batch_size=4"),
+                  tmp_path / "run")
     _assert_run_files(tmp_path / "run", 3)
     assert (tmp_path / "run" / "agent.zip").is_file() and row["macs_ratio"] <= 0.5 + 1e-9
+    # the warm-up warning appears exactly when the best policy is the warm-up's random episode 1
+    assert ("is warm-up episode 1 (random actions)" in caplog.text) == (row["best_episode"] == 1)
+
+
+def test_warmup_warning_names_the_episode_and_the_lever_of_the_agent() -> None:
+    text = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=0.95)
+    assert text is not None and "warm-up episode 19" in text and "300 episodes after" in text
+    assert "agent.sigma_decay=0.95" in text and "agent.sigma_decay=0.99" in text
+    sac = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=None)
+    assert sac is not None and "sigma_decay" not in sac and "episodes=<more>" in sac
+    assert warmup_warning(best_episode=101, warmup_episodes=100, episodes=400, sigma_decay=0.95) is None
+    assert warmup_warning(best_episode=100, warmup_episodes=100, episodes=100, sigma_decay=0.95) is None  # no learning yet
 
 
 # --- protocols -----------------------------------------------------------------------------------------------
