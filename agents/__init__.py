@@ -10,7 +10,7 @@ from amc.agents.callbacks import (
     SaveAgentCallback,
     TensorBoardCallback,
 )
-from amc.agents.factory import ALGOS, make_agent
+from amc.agents.factory import ALGOS, explores_with_noise, make_agent
 from amc.agents.noise import TruncatedNormalNoise
 from amc.agents.policies import AMCSACPolicy, AMCTD3Policy, ScaledLRAdam
 from amc.agents.replay import EpisodeRewardReplayBuffer
@@ -32,6 +32,7 @@ __all__ = [
     "ScaledLRAdam",
     "TensorBoardCallback",
     "TruncatedNormalNoise",
+    "explores_with_noise",
     "keep_ratio_image",
     "load_actor",
     "load_policy_weights",

@@ -18,6 +18,12 @@ from amc.agents.replay import EpisodeRewardReplayBuffer
 ALGOS: dict[str, type[OffPolicyAlgorithm]] = {"ddpg": DDPG, "td3": TD3, "sac": SAC}
 
 
+def explores_with_noise(algo: str) -> bool:
+    """Whether ``algo`` explores with AMC's truncated-normal noise (``sigma``, ``sigma_decay``): DDPG and TD3 do,
+    SAC explores with its own stochastic policy."""
+    return algo.lower() != "sac"
+
+
 def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, critic_lr: float = 1e-3,
                net_arch: Sequence[int] = (300, 300), tau: float = 0.01, gamma: float = 1.0, batch_size: int = 64,
                replay_episodes: int = 100, warmup_episodes: int = 100, episode_length: int, sigma: float = 0.5,
@@ -48,7 +54,7 @@ def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, crit
         raise ValueError(f"warmup_episodes={warmup_episodes} must be a multiple of the {n_envs} parallel envs "
                          f"(episodes run in rounds of {n_envs})")
     noise = None
-    if algo != "sac":
+    if explores_with_noise(algo):
         noise = TruncatedNormalNoise(sigma=sigma, decay=sigma_decay, warmup_episodes=warmup_episodes, seed=seed)
     model = ALGOS[algo](
         AMCSACPolicy if algo == "sac" else AMCTD3Policy,

@@ -427,7 +427,7 @@ def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epis
 def warmup_warning(*, best_episode: int, warmup_episodes: int, episodes: int, sigma_decay: float | None) -> str | None:
     """A warning when the search's best policy came from the agent's warm-up (uniformly random actions): the trained
     agent then found nothing better in every episode after it, and random search would have done as well.
-    ``sigma_decay``: the decay of DDPG's exploration noise, None for an agent without it (SAC)."""
+    ``sigma_decay``: the decay of the exploration noise (DDPG, TD3), None for an agent without it (SAC)."""
     if episodes <= warmup_episodes or best_episode > warmup_episodes:
         return None
     advice = "More episodes (resume=<run dir> episodes=<more>) may help"
@@ -553,10 +553,12 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     if cfg.method == "amc":
         run_agent(cfg, setup, run_dir, episode_log)
         if episode_log.best is not None and setup.env.target_range is None:
+            from amc.agents import explores_with_noise
+
             a = cfg.agent
             warning = warmup_warning(best_episode=episode_log.best["episode"], warmup_episodes=a.warmup_episodes,
                                      episodes=episode_log.episode,
-                                     sigma_decay=a.sigma_decay if str(a.algo).lower() == "ddpg" else None)
+                                     sigma_decay=a.sigma_decay if explores_with_noise(str(a.algo)) else None)
             if warning:
                 log.warning(warning)
         if setup.env.target_range is not None:  # one agent for every budget: report it at protocol.target

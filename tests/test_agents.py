@@ -16,6 +16,7 @@ from stable_baselines3.common.callbacks import CallbackList
 
 from amc import compat
 from amc.agents import (
+    ALGOS,
     AMCCallback,
     AMCSACPolicy,
     AMCTD3Policy,
@@ -27,6 +28,7 @@ from amc.agents import (
     ScaledLRAdam,
     TensorBoardCallback,
     TruncatedNormalNoise,
+    explores_with_noise,
     load_actor,
     load_resume_state,
     make_agent,
@@ -256,6 +258,8 @@ def test_make_agent_wiring_and_hydra_lists() -> None:
     assert model.action_noise._model is model and model.policy.critic_kwargs["n_critics"] == 1
     sac = small_agent("sac")
     assert isinstance(sac.policy, AMCSACPolicy) and sac.action_noise is None
+    for algo in ALGOS:  # the rule the search's warm-up warning reads agrees with the agents built
+        assert explores_with_noise(algo) == (small_agent(algo).action_noise is not None), algo
     with pytest.raises(ValueError, match="ddpg"):
         make_agent("ppo", ToyPruningEnv(), episode_length=N_STEPS)
 
