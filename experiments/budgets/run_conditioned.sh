@@ -4,6 +4,7 @@
 # Usage: experiments/budgets/run_conditioned.sh <out root> <model> "<episode counts>" [seed]
 #   e.g. experiments/budgets/run_conditioned.sh outputs/conditioned resnet20 "400 800" 0
 # Resumable: finished runs are skipped, an interrupted training resumed. One thread per run.
+# EXTRA="agent.sigma_decay=0.99" adds overrides to the training command (e.g. the slower noise decay of tight budgets).
 set -euo pipefail
 out=$1 model=$2 counts=$3 seed=${4:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -16,7 +17,7 @@ for n in $counts; do
     mkdir -p "$(dirname "$d")"
     echo "== train $model conditioned on [0.3, 0.7], $n episodes -> $d"
     $PY -m amc.search experiment=${model}_macs50 protocol.target_range=[0.3,0.7] env.budget_in_state=true \
-      episodes=$n compare_with=[] seed=$seed progress=false hydra.run.dir=$d $extra >> "$d.log" 2>&1 \
+      episodes=$n compare_with=[] seed=$seed progress=false hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 \
       || { echo "failed: see $d.log"; continue; }
   fi
   for t in 0.3 0.4 0.5 0.6 0.7; do
