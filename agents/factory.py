@@ -27,7 +27,7 @@ def explores_with_noise(algo: str) -> bool:
 def make_agent(algo: str, env: gym.Env | VecEnv, *, actor_lr: float = 1e-4, critic_lr: float = 1e-3,
                net_arch: Sequence[int] = (300, 300), tau: float = 0.01, gamma: float = 1.0, batch_size: int = 64,
                replay_episodes: int = 100, warmup_episodes: int = 100, episode_length: int, sigma: float = 0.5,
-               sigma_decay: float = 0.95, seed: int = 0, device: str | th.device = "cpu", tensorboard_log: str | None = None,
+               sigma_decay: float = 0.99, seed: int = 0, device: str | th.device = "cpu", tensorboard_log: str | None = None,
                verbose: int = 0, algo_kwargs: dict[str, Any] | None = None) -> OffPolicyAlgorithm:
     """Build the agent for fixed-length episodes of ``episode_length`` steps (one per prunable group).
 

@@ -29,7 +29,7 @@ class TruncatedNormalNoise(VectorizedActionNoise):
     it is a ``VectorizedActionNoise``: SB3 would otherwise wrap copies of it, unbound, one per env.
     """
 
-    def __init__(self, sigma: float = 0.5, decay: float = 0.95, warmup_episodes: int = 100, seed: int | None = None,
+    def __init__(self, sigma: float = 0.5, decay: float = 0.99, warmup_episodes: int = 100, seed: int | None = None,
                  max_rejection_rounds: int = 1000) -> None:
         ActionNoise.__init__(self)  # not VectorizedActionNoise's: no per-env copies
         if sigma < 0 or not 0 < decay <= 1 or warmup_episodes < 0:

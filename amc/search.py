@@ -431,9 +431,10 @@ def warmup_warning(*, best_episode: int, warmup_episodes: int, episodes: int, si
     if episodes <= warmup_episodes or best_episode > warmup_episodes:
         return None
     advice = "More episodes (resume=<run dir> episodes=<more>) may help"
-    if sigma_decay is not None:
+    if sigma_decay is not None and sigma_decay < 1:
+        slower = 0.99 if sigma_decay < 0.99 else round(1 - (1 - sigma_decay) / 2, 6)  # strictly slower than now
         advice += (f", or at tight budgets a slower decay of the exploration noise than agent.sigma_decay={sigma_decay} "
-                   f"per episode (agent.sigma_decay=0.99)")
+                   f"per episode (agent.sigma_decay={slower})")
     return (f"the best policy is warm-up episode {best_episode} (random actions): in the {episodes - warmup_episodes} "
             f"episodes after the warm-up the agent found nothing better. {advice} (README, 'Tight budgets')")
 

@@ -170,6 +170,11 @@ def test_warmup_warning_names_the_episode_and_the_lever_of_the_agent() -> None:
     text = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=0.95)
     assert text is not None and "warm-up episode 19" in text and "300 episodes after" in text
     assert "agent.sigma_decay=0.95" in text and "agent.sigma_decay=0.99" in text
+    # the advice is always a slower decay than the run's: at 0.99 or above it halves the distance to 1
+    slow = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=0.99)
+    assert slow is not None and "agent.sigma_decay=0.99 per" in slow and "(agent.sigma_decay=0.995)" in slow
+    flat = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=1.0)
+    assert flat is not None and "sigma_decay" not in flat  # no decay at all: nothing slower to suggest
     sac = warmup_warning(best_episode=19, warmup_episodes=100, episodes=400, sigma_decay=None)
     assert sac is not None and "sigma_decay" not in sac and "episodes=<more>" in sac
     assert warmup_warning(best_episode=101, warmup_episodes=100, episodes=400, sigma_decay=0.95) is None

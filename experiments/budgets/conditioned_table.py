@@ -3,7 +3,8 @@
     python experiments/budgets/conditioned_table.py <run_conditioned.sh out>/<model> [--front <run_front.sh out>/<model>]
         [--front-dir 0.5=experiments/results/resnet20_fmnist_macs50]
 
-One row per target: the conditioned agent applied zero-shot (one column per training length, ``apply_e<N>``),
+One row per target: the conditioned agent applied zero-shot (one column per training run, ``apply_e<N>`` or
+``apply_e<N>_<label>`` for a variant, e.g. ``apply_e800_decay99``),
 AMC searched at that target (``--front``: ``t<target>/s<seed>/``; ``--front-dir`` adds a committed folder of
 ``seed*/`` runs for one target) and uniform (from the apply runs' ``compare/uniform``). Test accuracy (%) mean ± std
 over seeds with the MACs ratio; the last line gives the episodes each column spent for all its targets.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -37,22 +39,24 @@ def main() -> None:
     parser.add_argument("--front-dir", action="append", default=[], metavar="TARGET=DIR",
                         help="a folder of seed*/ search runs at one target (repeatable)")
     args = parser.parse_args()
-    lengths = sorted(int(p.name.removeprefix("apply_e")) for p in args.root.glob("apply_e*") if p.is_dir())
+    runs = sorted((m.group(2) or "", int(m.group(1)), p.name) for p in args.root.glob("apply_e*")
+                  if p.is_dir() and (m := re.fullmatch(r"apply_e(\d+)(?:_(\w+))?", p.name)))
     extra = {float(t): Path(d) for t, d in (s.split("=", 1) for s in args.front_dir)}
-    targets = sorted({float(p.name[1:]) for n in lengths for p in (args.root / f"apply_e{n}").glob("s*/t*") if p.is_dir()} | set(extra))
-    header = [f"conditioned, {n} episodes" for n in lengths] + ["AMC searched at this target", "uniform"]
+    targets = sorted({float(p.name[1:]) for *_, d in runs for p in (args.root / d).glob("s*/t*") if p.is_dir()} | set(extra))
+    header = [f"conditioned, {n} episodes" + (f", {label}" if label else "") for label, n, _ in runs]
+    header += ["AMC searched at this target", "uniform"]
     lines = ["| target | " + " | ".join(header) + " |", "|---:|" + "---:|" * len(header)]
     searched = 0
     for t in targets:
-        cells = [_cell(_read(sorted((args.root / f"apply_e{n}").glob(f"s*/t{t:g}/summary.json")))) for n in lengths]
+        cells = [_cell(_read(sorted((args.root / d).glob(f"s*/t{t:g}/summary.json")))) for *_, d in runs]
         front = _read(sorted(args.front.glob(f"t{t:g}/s*/summary.json"))) if args.front else []
         front += _read(sorted(extra[t].glob("seed*/summary.json"))) if t in extra else []
         searched += max((r.get("episodes", 0) for r in front), default=0) if front else 0
-        uniform = _read(sorted((args.root / f"apply_e{lengths[0]}").glob(f"s*/t{t:g}/compare/uniform/summary.json"))) \
-            if lengths else []
+        uniform = _read(sorted((args.root / runs[0][2]).glob(f"s*/t{t:g}/compare/uniform/summary.json"))) \
+            if runs else []
         lines.append(f"| {t:g} | " + " | ".join([*cells, _cell(front), _cell(uniform)]) + " |")
     lines.append("| episodes per seed, all targets | " + " | ".join(
-        [*(str(n) for n in lengths), str(searched) if searched else "-", "1 per target"]) + " |")
+        [*(str(n) for _, n, _ in runs), str(searched) if searched else "-", "1 per target"]) + " |")
     print("\n".join(lines))
     print("\ncells: test accuracy % (mean ± std over seeds) (achieved MACs ratio, n); no fine-tuning")
 
