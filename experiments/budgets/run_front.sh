@@ -7,6 +7,8 @@
 # <out>/<model>/<method>/t<t>/s<s>, e.g. after the search's baselines began to fill the budget rounding left
 # (amc.heuristics, fill=True); python -m experiments.budgets.replace_baseline then puts it in place.
 # Resumable: a finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>). One thread per run.
+# EXTRA="..." adds overrides: the committed fronts used AMC's noise decay, the default until 2026-11-29, so further seeds
+# of them need EXTRA="agent.sigma_decay=0.95" (a run started before that date resumes only with it).
 set -euo pipefail
 out=$1 model=$2 targets=$3 seeds=$4 method=${5:-}
 only=""
@@ -23,7 +25,7 @@ for t in $targets; do
     extra=""; [ -d "$d/resume" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== $model${method:+ $method} target $t seed $s -> $d"
-    $PY -m amc.search experiment=${model}_macs50 $only protocol.target=$t seed=$s progress=false hydra.run.dir=$d $extra \
+    $PY -m amc.search experiment=${model}_macs50 $only protocol.target=$t seed=$s progress=false hydra.run.dir=$d $extra ${EXTRA:-} \
       >> "$d.log" 2>&1 || echo "failed: see $d.log (going on)"
   done
 done
