@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -458,3 +459,16 @@ def test_resume_save_is_atomic(tmp_path: Path) -> None:
                                                                 "state.json"}
     with pytest.raises(ValueError, match="SAC"):
         load_resume_state(small_agent("td3"), tmp_path)
+
+
+def test_library_defaults_match_the_agent_config() -> None:
+    # a user of make_agent / TruncatedNormalNoise gets the search's settings, not an older schedule
+    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "agent" / "ddpg.yaml")
+    factory = inspect.signature(make_agent).parameters
+    noise = inspect.signature(TruncatedNormalNoise).parameters
+    for key in ("actor_lr", "critic_lr", "tau", "gamma", "batch_size", "replay_episodes", "warmup_episodes", "sigma",
+                "sigma_decay"):
+        assert factory[key].default == pytest.approx(conf[key]), key
+    assert list(factory["net_arch"].default) == list(conf.net_arch)
+    assert (noise["sigma"].default, noise["decay"].default, noise["warmup_episodes"].default) == \
+        (conf.sigma, conf.sigma_decay, conf.warmup_episodes)
