@@ -7,6 +7,8 @@
 #   then: python -m experiments.speed.e2e_table <out root>/*/s*/ --committed experiments/results/resnet56_fmnist_macs50/seed*/
 # Run on a quiet machine: each search uses every core (OMP_NUM_THREADS unset = torch's default). Resumable: a
 # finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>).
+# EXTRA="..." adds overrides to every search: the committed searches and e2e runs used the noise decay of their time,
+# 0.95 (the default until 2026-11-29), so EXTRA="agent.sigma_decay=0.95" keeps new runs comparable with them.
 set -euo pipefail
 out=$1 seeds=$2 variants=${3:-defaults fast}
 PY=${PY:-python}
@@ -21,7 +23,7 @@ for v in $variants; do
     extra=""; [ -d "$d/resume" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== resnet56 $v seed $s -> $d ($(uptime | sed 's/.*load/load/'))"
-    $PY -m amc.search experiment=resnet56_macs50 compare_with=[] seed=$s progress=false ${ARGS[$v]} hydra.run.dir=$d $extra \
+    $PY -m amc.search experiment=resnet56_macs50 compare_with=[] seed=$s progress=false ${ARGS[$v]} hydra.run.dir=$d $extra ${EXTRA:-} \
       >> "$d.log" 2>&1 || echo "failed: see $d.log"
   done
 done
