@@ -34,7 +34,7 @@ def test_each_front_gets_a_column_and_its_episode_total(tmp_path: Path, monkeypa
     for t in ("0.3", "0.5"):
         _summary(root / "apply_e400" / "s0" / f"t{t}", 0.80, float(t))
         _summary(root / "apply_e400" / "s0" / f"t{t}" / "compare" / "uniform", 0.79, float(t))
-    old, new = tmp_path / "front", tmp_path / "tight"
+    old, new = tmp_path / "protocol.target=0.3", tmp_path / "tight"  # "=" in a dir name: not a label
     for seed, acc in enumerate((0.80, 0.78)):
         _summary(old / "t0.3" / f"s{seed}", acc, 0.3, episodes=400)
     _summary(new / "t0.5" / "s0", 0.91, 0.5, episodes=300)

@@ -46,7 +46,9 @@ def main() -> None:
     extra = {float(t): Path(d) for t, d in (s.split("=", 1) for s in args.front_dir)}
     targets = sorted({float(p.name[1:]) for *_, d in runs for p in (args.root / d).glob("s*/t*") if p.is_dir()} | set(extra))
     header = [f"conditioned, {n} episodes" + (f", {label}" if label else "") for label, n, _ in runs]
-    fronts = [(label, Path(d)) for label, _, d in (f.rpartition("=") for f in args.front)] or [("", None)]
+    # LABEL=DIR names a column; a directory whose own name holds "=" (a hydra sweep dir) stays unlabelled
+    fronts = [("", Path(f)) if Path(f).is_dir() or "=" not in f else (f.split("=", 1)[0], Path(f.split("=", 1)[1]))
+              for f in args.front] or [("", None)]
     header += ["AMC searched at this target" + (f", {label}" if label else "") for label, _ in fronts]
     header += ["uniform"]
     lines = ["| target | " + " | ".join(header) + " |", "|---:|" + "---:|" * len(header)]
