@@ -33,6 +33,14 @@ def _read(paths: list[Path]) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
+def _front(arg: str) -> tuple[str, Path]:
+    """``LABEL=DIR`` or ``DIR`` as (label, dir); a directory whose own name holds "=" (a hydra sweep dir) is no label."""
+    if "=" not in arg or Path(arg).is_dir():
+        return "", Path(arg)
+    label, _, path = arg.partition("=")
+    return label, Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="run_conditioned.sh's <out>/<model>")
@@ -46,9 +54,7 @@ def main() -> None:
     extra = {float(t): Path(d) for t, d in (s.split("=", 1) for s in args.front_dir)}
     targets = sorted({float(p.name[1:]) for *_, d in runs for p in (args.root / d).glob("s*/t*") if p.is_dir()} | set(extra))
     header = [f"conditioned, {n} episodes" + (f", {label}" if label else "") for label, n, _ in runs]
-    # LABEL=DIR names a column; a directory whose own name holds "=" (a hydra sweep dir) stays unlabelled
-    fronts = [("", Path(f)) if Path(f).is_dir() or "=" not in f else (f.split("=", 1)[0], Path(f.split("=", 1)[1]))
-              for f in args.front] or [("", None)]
+    fronts = [_front(f) for f in args.front] or [("", None)]
     header += ["AMC searched at this target" + (f", {label}" if label else "") for label, _ in fronts]
     header += ["uniform"]
     lines = ["| target | " + " | ".join(header) + " |", "|---:|" + "---:|" * len(header)]
