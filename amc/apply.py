@@ -183,7 +183,12 @@ def run_plan(cfg: DictConfig, setup: Setup) -> dict[str, Any]:
         check_plan_structure(plan, setup.net)
     except PlanError as e:
         raise PlanError(f"plan={cfg.plan} does not fit checkpoint={cfg.checkpoint}: {e}") from None
-    return setup.env.play_counts([g["kept_channels"] for g in plan.groups], seed=cfg.seed)
+    counts = [g["kept_channels"] for g in plan.groups]
+    if plan.round_to != setup.net.round_to:  # e.g. a plan searched on grid 1 applied on the runtime's grid
+        counts = setup.net.channel_counts([n / g.channels for n, g in zip(counts, setup.net.groups)])
+        log.info("plan=%s was made on a channel grid of %d: its counts rounded to this run's grid of %d (env.round_to)",
+                 cfg.plan, plan.round_to, setup.net.round_to)
+    return setup.env.play_counts(counts, seed=cfg.seed)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from amc.checkpoint import load_model
 from amc.data.base import DataSplits
+from amc.measure.runtime import resolve_round_to, resolve_runtime
 
 
 def resolve_device(device: str) -> torch.device:
@@ -27,6 +28,24 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device=cpu or device=auto")
     return dev
+
+
+def resolve_runtime_settings(cfg: DictConfig, round_to_key: str) -> None:
+    """Resolve ``runtime`` (``auto``: onnxruntime when installed, else torch) and the channel grid at
+    ``round_to_key`` (``auto``: the runtime's grid on this CPU) in place, so a run dir records what was used."""
+    runtime = resolve_runtime(str(cfg.get("runtime") or "auto"))
+    round_to = resolve_round_to(OmegaConf.select(cfg, round_to_key), runtime)
+    with open_dict(cfg):
+        cfg.runtime = runtime
+        OmegaConf.update(cfg, round_to_key, round_to, merge=False)
+
+
+def require_batch_sizes(value: Any, key: str) -> list[int]:
+    """A non-empty list of integers >= 1 (batch sizes of a latency measurement), or a ValueError naming ``key``."""
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(f"{key} must be a non-empty list of integers >= 1 (batch sizes), got {value!r}")
+    return [int(v) for v in values]
 
 
 def build_data(data_cfg: DictConfig) -> DataSplits:

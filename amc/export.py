@@ -13,12 +13,10 @@ Existing files are never overwritten. Needs the ``export`` extra: ``pip install 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import math
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,34 +30,31 @@ from torch import nn
 from amc.checkpoint import is_amc_checkpoint, read_checkpoint
 from amc.data import DataSplits, cifar10, fashion_mnist, synthetic
 from amc.measure.latency import LatencyStats, machine_conditions, measure_latencies
+from amc.measure.runtime import (
+    GRAPH_OPTIMIZATION,
+    INPUT_NAME,
+    MAX_OPSET,
+    OPSET,
+    OUTPUT_NAME,
+    RuntimeUnavailable,
+    export_onnx,
+    onnx_session,
+    require_onnx,
+)
 from amc.plan import PruningPlan, load_base, rebuild_pruned
 
 log = logging.getLogger(__name__)
 
-OPSET = 17  # TorchScript exporter range is 7..20; 17 runs on onnxruntime >= 1.11 and most other runtimes
-MAX_OPSET = 20
 TOLERANCE = 1e-4  # max |logit difference| PyTorch vs onnxruntime accepted as parity
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 BATCH_SIZES = (1, 64)  # latency batch sizes
 DATASETS = ("fashion_mnist", "cifar10", "synthetic")
 PLAN_FILE, WEIGHTS_FILE = "plan.json", "pruned.safetensors"
 OUTPUT_FILES = ("model.onnx", "export_report.json", "export_report.md")
-INSTALL_HINT = "pip install -e '.[export]'"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ExportError(ValueError):
     """Bad input for an export (missing files, a dataset that does not fit, missing packages)."""
-
-
-def require_onnx() -> tuple[ModuleType, ModuleType]:
-    """Import onnx and onnxruntime, or say how to install them."""
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as e:
-        raise ExportError(f"ONNX export needs onnx and onnxruntime ({e}); install them with {INSTALL_HINT}") from e
-    return onnx, onnxruntime
 
 
 def check_pruned_dir(directory: Path) -> None:
@@ -129,43 +124,12 @@ def build_test_data(
     return data
 
 
-def export_onnx(model: nn.Module, input_shape: Sequence[int], *, opset: int = OPSET) -> bytes:
-    """The serialized ONNX model of ``model`` in eval mode, batch axis dynamic (named ``batch``)."""
-    if not 7 <= opset <= MAX_OPSET:
-        raise ExportError(f"opset {opset} is not supported by the TorchScript exporter; choose one in [7, {MAX_OPSET}]")
-    was_training = model.training
-    model.eval()
-    buffer = io.BytesIO()
-    dummy = torch.zeros(2, *input_shape[1:])  # batch 2: nothing gets specialised to a batch of one
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated (docstring)
-            torch.onnx.export(model, (dummy,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                              opset_version=opset, dynamo=False)
-    finally:
-        model.train(was_training)
-    return buffer.getvalue()
-
-
 def annotate(onnx: ModuleType, model_bytes: bytes, props: dict[str, str]) -> bytes:
     """Check the ONNX model and record ``props`` (input normalisation, provenance) in its metadata."""
     proto = onnx.load_from_string(model_bytes)
     onnx.checker.check_model(proto)
     onnx.helper.set_model_props(proto, props)
     return proto.SerializeToString()
-
-
-def onnx_session(ort: ModuleType, model_bytes: bytes, *, threads: int) -> Any:
-    """A CPU onnxruntime session with ``threads`` intra-op threads, no spin-waiting (it would steal the CPU from
-    PyTorch calls timed in the same interleaved block)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()
@@ -230,12 +194,17 @@ def export_pruned(
     """
     directory = Path(directory)
     out = Path(out) if out is not None else directory
+    if not 7 <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported by the TorchScript exporter; choose one in [7, {MAX_OPSET}]")
     if num_images < 1 or warmup < 0 or repeats < 1 or (threads is not None and threads < 1):
         raise ExportError(f"need num_images >= 1, warmup >= 0, repeats >= 1, threads >= 1; got {num_images}, "
                           f"{warmup}, {repeats}, {threads}")
     check_pruned_dir(directory)
     paths = check_outputs(out)
-    onnx, ort = require_onnx()
+    try:
+        onnx, ort = require_onnx()
+    except RuntimeUnavailable as e:
+        raise ExportError(str(e)) from None
     plan = PruningPlan.load(directory / PLAN_FILE)
     checkpoint = resolve_base_checkpoint(plan, base_checkpoint)
     base, spec = load_base(plan, checkpoint, allow=list(allow))
@@ -253,7 +222,7 @@ def export_pruned(
              "amc.input_std": json.dumps(list(data.std)), "amc.input_scale": "pixels / 255, then (x - mean) / std",
              "amc.macs": str(plan.macs_after), "amc.params": str(plan.params_after)}
     onnx_bytes = {name: annotate(onnx, export_onnx(m, plan.input_shape, opset=opset), props) for name, m in models.items()}
-    sessions = {name: onnx_session(ort, b, threads=threads) for name, b in onnx_bytes.items()}
+    sessions = {name: onnx_session(b, threads=threads) for name, b in onnx_bytes.items()}
     parity = {name: check_parity(m, sessions[name], images, labels) for name, m in models.items()}
     for p in parity.values():
         p["ok"] = p["max_abs_logit_diff"] < tolerance
@@ -274,7 +243,9 @@ def export_pruned(
         "params": {"original": plan.params_before, "pruned": plan.params_after},
         "parity": {"tolerance": tolerance, **parity["pruned"], "original": parity["original"]},
         "latency": {"unit": "ms", "threads": threads, "warmup": warmup, "repeats": repeats,
-                    "batch_sizes": list(BATCH_SIZES), "machine": machine_conditions("cpu"), **latency},
+                    "batch_sizes": list(BATCH_SIZES), "machine": machine_conditions("cpu"),
+                    "onnxruntime_options": {"graph_optimization": GRAPH_OPTIMIZATION, "inter_op_threads": 1,
+                                            "allow_spinning": False}, **latency},
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,15 @@ import hydra
 from omegaconf import DictConfig
 
 from amc.checkpoint import CheckpointError
-from amc.cli import build_data, load_checkpoint_for, model_allow, resolve_device, user_errors, user_model_spec
+from amc.cli import (
+    build_data,
+    load_checkpoint_for,
+    model_allow,
+    resolve_device,
+    resolve_runtime_settings,
+    user_errors,
+    user_model_spec,
+)
 from amc.pruning.groups import PrunableNetwork
 
 
@@ -51,6 +59,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not Path(str(cfg.checkpoint)).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} not found")
     device = resolve_device(cfg.device)
+    resolve_runtime_settings(cfg, "round_to")
     data = build_data(cfg.data)
     model, spec = load_checkpoint_for(cfg.checkpoint, data, device, allow=model_allow(cfg),
                                       model_spec=user_model_spec(cfg, data))

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -20,13 +21,16 @@ from amc.cli import (
     build_data,
     load_checkpoint_for,
     model_allow,
+    require_batch_sizes,
     require_positive_ints,
     resolve_device,
+    resolve_runtime_settings,
     user_errors,
     user_model_spec,
 )
 from amc.measure.accuracy import evaluate_accuracy
-from amc.measure.latency import machine_conditions, measure_model_latencies
+from amc.measure.latency import machine_conditions
+from amc.measure.runtime import add_latency_figures, describe_conditions, measure_runtime_latencies, runtime_conditions
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
@@ -70,7 +74,6 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
             bn_batches=cfg.bn_recalibration.num_batches, bn_batch_size=cfg.bn_recalibration.batch_size, device=device),
     }
     lat = cfg.latency
-    shape = (lat.batch_size, *input_shape[1:])
     rows = [{
         "variant": "original", "macs": net.original_macs, "params": net.original_params,
         "reward_val_acc": evaluate_accuracy(base, data, split="reward_val", device=device),
@@ -90,15 +93,17 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
                              accuracy={k: row[k] for k in ("reward_val_acc", "test_acc")},
                              settings={"method": method, "variant": name, "selection": cfg.selection})
         save_pruned(result.model, plan_out, output_dir / slug)
-    # every variant's latency in one interleaved block, so the figures share the machine's load
-    conditions = machine_conditions(device)
-    stats = measure_model_latencies(models, shape, device=device, warmup=lat.warmup, repeats=lat.repeats,
-                                    threads=lat.get("threads"))
-    for row in rows:
-        s = stats[row["variant"]]
-        row.update(latency_ms=s.median_ms, latency_spread=s.spread, latency_noisy=s.noisy)
-    print(f"\n{spec['target']} on {data.name}: {method}, realised MACs ratio {rows[1]['macs'] / rows[0]['macs']:.4f}")
-    print(format_table(rows, baseline=rows[0]))
+    # every variant's latency in one interleaved block (deployment runtime and eager PyTorch), so the figures share
+    # the machine's load
+    runtimes = [cfg.runtime, *(["torch"] if cfg.runtime != "torch" and lat.eager else [])]
+    threads = int(lat.threads) if lat.get("threads") is not None else torch.get_num_threads()
+    conditions = {**machine_conditions(device), **runtime_conditions(cfg.runtime, threads)}
+    stats = measure_runtime_latencies(models, input_shape, runtimes=runtimes, batch_sizes=list(lat.batch_sizes),
+                                      threads=threads, warmup=lat.warmup, repeats=lat.repeats)
+    add_latency_figures(rows, stats)
+    print(f"\n{spec['target']} on {data.name}: {method}, realised MACs ratio {rows[1]['macs'] / rows[0]['macs']:.4f}, "
+          f"channels on a grid of {cfg.round_to}")
+    print(format_table(rows, baseline=rows[0], conditions=describe_conditions(conditions, runtimes, lat.batch_sizes)))
     (output_dir / "results.json").write_text(json.dumps({"method": method, "keep_ratios": list(keep_ratios),
                                                          "calibration_seconds": reconstructor.calibration_seconds,
                                                          "latency_conditions": conditions,
@@ -122,9 +127,13 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
                               f"the path of a model.safetensors")
     if cfg.selection not in CRITERIA:
         raise ValueError(f"unknown selection {cfg.selection!r}; expected one of {CRITERIA}")
-    require_positive_ints(cfg, "round_to", "calibration.num_images", "calibration.positions_per_image",
+    resolve_runtime_settings(cfg, "round_to")
+    require_batch_sizes(cfg.latency.batch_sizes, "latency.batch_sizes")
+    if cfg.latency.get("threads") is not None:
+        require_positive_ints(cfg, "latency.threads")
+    require_positive_ints(cfg, "calibration.num_images", "calibration.positions_per_image",
                           "calibration.batch_size", "bn_recalibration.num_batches", "bn_recalibration.batch_size",
-                          "latency.batch_size", "latency.repeats")
+                          "latency.repeats")
     resolve_device(cfg.device)
     return output_dir
 

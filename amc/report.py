@@ -1,10 +1,13 @@
-"""Markdown tables of pruning results, and the multirun report: ``python -m amc.report <multirun_dir> [...] [--out DIR]``.
+"""Markdown tables of pruning results, and the multirun report:
+``python -m amc.report <multirun_dir> [...] [--out DIR] [--x {macs,latency}]``.
 
 The report finds every finished search below a directory (a ``summary.json``; baselines of ``compare_with`` sit in
 ``<job>/compare/<method>/``), reads the budget and seed from the job's ``.hydra/config.yaml`` (plain YAML, no hydra
-here: this module is core library) and writes ``report.md`` (budget x method, mean ± std over seeds, n) and
-``report.png`` (test accuracy against the achieved MACs or params ratio, one line per method through its per-budget
-means with the seeds as faint points, the unpruned model as a dashed line; one budget: methods side by side).
+here: this module is core library) and writes ``report.md`` (budget x method, mean ± std over seeds, n; with measured
+speedups per runtime and the measured latency ratio when the summaries carry them) and ``report.png`` (test accuracy
+against the achieved MACs or params ratio, or with ``--x latency`` the measured latency ratio in the primary runtime;
+one line per method through its per-budget means with the seeds as faint points, the unpruned model as a dashed line;
+one budget: methods side by side).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import re
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +36,23 @@ METRICS = (("test_acc", "test acc", 100.0, "%"), ("reward_val_acc", "reward-val 
            ("params_ratio", "params ratio", 1.0, ""))  # params ratio: shown when a budget is on params
 
 
-def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None) -> str:
-    """A markdown table: variant, MACs (and ratio), params, latency, reward-val and test accuracy.
+def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None = None,
+                 conditions: str | None = None) -> str:
+    """A markdown table: variant, MACs (and ratio), params, latency and speedup, reward-val and test accuracy.
 
     Rows with ``reward_val_acc_bn`` / ``test_acc_bn`` (the same model after BN recalibration) add two columns.
-    A latency with ``latency_spread`` (relative inter-quartile range) shows it; ``latency_noisy`` rows are marked,
-    and a note under the table says those figures cannot be compared.
+    Rows with ``speedups`` (``amc.measure.runtime.add_latency_figures``) get a speedup column per runtime and batch
+    size, the first named in the latency column. A latency with ``latency_spread`` (relative inter-quartile range)
+    shows it; ``latency_noisy`` rows are marked, and a note under the table says those figures cannot be compared.
+    ``conditions``: a line on how the latencies were measured (runtime, threads, load), printed under the table.
     """
     bn = any("test_acc_bn" in r for r in rows)
-    head = "| variant | MACs (M) | MACs ratio | params (K) | latency (ms) | reward-val acc | test acc |"
+    keys = list(next((r["speedups"] for r in rows if r.get("speedups")), {}))
+    primary = next((r["latency_runtime"] for r in rows if r.get("latency_runtime")), None)
+    head = f"| variant | MACs (M) | MACs ratio | params (K) | latency (ms{', ' + primary if primary else ''}) |"
+    head += "".join(f" speedup {k} |" for k in keys) + " reward-val acc | test acc |"
     lines = [head + (" reward-val acc, BN recal | test acc, BN recal |" if bn else ""),
-             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if bn else "")]
+             "|---|---:|---:|---:|---:|" + "---:|" * len(keys) + "---:|---:|" + ("---:|---:|" if bn else "")]
 
     def pct(r: dict[str, Any], key: str) -> str:
         return f"{100 * r[key]:.2f}%" if key in r else "-"
@@ -50,18 +60,25 @@ def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None
     def latency(r: dict[str, Any]) -> str:
         if r.get("latency_ms") is None:
             return "-"
-        text = f"{r['latency_ms']:.2f}"
+        text = f"{r['latency_ms']:.3g}"
         if r.get("latency_spread") is not None:
             text += f" ± {100 * r['latency_spread'] / 2:.0f}%"
         return text + (" (noisy)" if r.get("latency_noisy") else "")
 
+    def speedup(r: dict[str, Any], key: str) -> str:
+        value = (r.get("speedups") or {}).get(key)
+        return "-" if value is None else f"{value:.2f}x"
+
     for r in rows:
         ratio = r["macs"] / baseline["macs"] if baseline else 1.0
-        line = (f"| {r['variant']} | {r['macs'] / 1e6:.2f} | {ratio:.3f} | {r['params'] / 1e3:.1f} | "
-                f"{latency(r)} | {pct(r, 'reward_val_acc')} | {pct(r, 'test_acc')} |")
+        line = (f"| {r['variant']} | {r['macs'] / 1e6:.2f} | {ratio:.3f} | {r['params'] / 1e3:.1f} | {latency(r)} |"
+                + "".join(f" {speedup(r, k)} |" for k in keys) + f" {pct(r, 'reward_val_acc')} | {pct(r, 'test_acc')} |")
         lines.append(line + (f" {pct(r, 'reward_val_acc_bn')} | {pct(r, 'test_acc_bn')} |" if bn else ""))
     if any("latency_spread" in r for r in rows):
-        lines.append("\nLatency: median of one interleaved block over all rows, ± half the inter-quartile range.")
+        lines.append("\nLatency: median of one interleaved block over all rows, ± half the inter-quartile range; "
+                     "speedup = the original's latency / the row's, same runtime and batch, same block.")
+    if conditions:
+        lines.append(conditions)
     if any(r.get("latency_noisy") for r in rows):
         lines.append(f"(noisy): the spread of that latency exceeds {100 * NOISY_SPREAD:.0f}% of its median; the machine "
                      f"was too busy for the figure to mean much: compare latencies only where none is noisy.")
@@ -85,6 +102,10 @@ class RunResult:
     original_test_acc: float | None = None  # the unpruned model's (summary "original", or comparison.md)
     model: str | None = None  # the base model's builder, e.g. amc.models.resnet20
     dataset: str | None = None  # e.g. fashion_mnist
+    # measured speedups keyed "<runtime> b<batch>" (amc.measure.runtime.add_latency_figures); None in older summaries
+    speedups: dict[str, float] | None = field(default=None, hash=False)
+    latency_ratio: float | None = None  # measured latency / the original's in the primary runtime (1 / its speedup)
+    latency_runtime: str | None = None  # the primary runtime and batch, e.g. "onnxruntime b1"
 
     @property
     def budget(self) -> tuple[str, float]:
@@ -98,7 +119,7 @@ class RunResult:
     @property
     def achieved_ratio(self) -> float:
         """What the budget constrained, as achieved: the params ratio for params budgets, else the MACs ratio
-        (latency budgets and accuracy-guaranteed runs record no latency ratio: MACs stand in)."""
+        (MACs stand in for latency budgets here; the measured ``latency_ratio`` is the ``--x latency`` axis)."""
         if self.resource == "params" and self.params_ratio is not None:
             return self.params_ratio
         return self.macs_ratio
@@ -208,6 +229,26 @@ def _achieved(summary: dict[str, Any], plan: dict[str, Any], resource: str, *, r
     return None if ratio is None else float(ratio)
 
 
+def _latency_figures(summary: dict[str, Any]) -> tuple[dict[str, float] | None, float | None, str | None]:
+    """(speedups, latency ratio, primary key) from a summary with ``speedups``; (None, None, None) without.
+
+    The primary key is the summary's ``latency_runtime``, else the first speedup's. A speedup that is not a positive
+    finite number is a ValueError.
+    """
+    raw = summary.get("speedups")
+    if raw is None or raw == {}:
+        return None, None, None
+    if not isinstance(raw, dict):
+        raise ValueError(f"speedups is not an object: {raw!r}")
+    speedups = {str(k): float(v) for k, v in raw.items()}
+    bad = {k: v for k, v in speedups.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        raise ValueError(f"speedups must be positive finite numbers: {bad}")
+    primary = summary.get("latency_runtime")
+    primary = primary if primary in speedups else next(iter(speedups))
+    return speedups, 1.0 / speedups[primary], primary
+
+
 def load_run(summary_path: Path) -> RunResult:
     """Read one ``summary.json`` with its job config (or, without one, the protocol recorded in best_plan.json).
 
@@ -247,13 +288,15 @@ def load_run(summary_path: Path) -> RunResult:
         seed = cfg.get("seed")
         macs_ratio = _achieved(summary, plan, "macs", required=True)
         params_ratio = _achieved(summary, plan, "params", required=protocol.get("resource") == "params")
+        speedups, latency_ratio, latency_runtime = _latency_figures(summary)
         return RunResult(path=run_dir, method=str(method), resource=protocol.get("resource"),
                          target=float(protocol["target"]), seed=None if seed is None else int(seed),
                          test_acc=float(summary["test_acc"]), reward_val_acc=float(summary["reward_val_acc"]),
                          macs_ratio=float(macs_ratio),
                          test_acc_bn=None if summary.get("test_acc_bn") is None else float(summary["test_acc_bn"]),
                          params_ratio=params_ratio,
-                         original_test_acc=_original_test_acc(summary, run_dir), model=model, dataset=dataset)
+                         original_test_acc=_original_test_acc(summary, run_dir), model=model, dataset=dataset,
+                         speedups=speedups, latency_ratio=latency_ratio, latency_runtime=latency_runtime)
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
@@ -319,7 +362,13 @@ def _groups(runs: Sequence[RunResult]) -> dict[tuple[tuple[str, float], str], li
 
 
 def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
-    """One row per (budget, method): n and (mean, std) of every metric over seeds; budgets ascending."""
+    """One row per (budget, method): n and (mean, std) of every metric over seeds; budgets ascending.
+
+    Also ``speedups`` (runtime key -> (mean, std), for every key any run measured; None where a member lacks it) and
+    ``latency_ratio`` ((mean, std), or None unless every member has one): empty / None without latency figures.
+    """
+    keys = list(dict.fromkeys(k for r in runs for k in r.speedups or {}))
+    primaries = sorted({r.latency_runtime for r in runs if r.latency_runtime})
     rows = []
     for (budget, method), members in _groups(runs).items():
         row: dict[str, Any] = {"resource": budget[0], "target": budget[1], "method": method, "n": len(members),
@@ -327,6 +376,15 @@ def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
         for key, *_ in METRICS:
             values = [getattr(m, key) for m in members]
             row[key] = None if None in values else _mean_std(values)
+        if keys:
+            speedups = [m.speedups or {} for m in members]
+            row["speedups"] = {k: _mean_std([s[k] for s in speedups]) if all(k in s for s in speedups) else None
+                               for k in keys}
+        else:
+            row["speedups"] = {}
+        ratios = [m.latency_ratio for m in members if m.latency_ratio is not None]
+        row["latency_ratio"] = _mean_std(ratios) if len(ratios) == len(members) else None
+        row["latency_runtimes"] = primaries
         rows.append(row)
     return rows
 
@@ -342,21 +400,35 @@ def unpruned_test_acc(runs: Sequence[RunResult]) -> tuple[float, int] | None:
 
 def format_report(rows: Sequence[dict[str, Any]]) -> str:
     """A markdown table: budget, method, n, then mean ± std of test acc, reward-val acc, MACs ratio (and params ratio
-    when a budget is on params); a group of one run shows its value alone."""
+    when a budget is on params); a group of one run shows its value alone.
+
+    When runs measured latencies: a ``speedup <runtime> b<batch>`` column per key and a ``latency ratio`` column
+    (measured latency / the original's in the primary runtime), with a note under the table.
+    """
     metrics = [m for m in METRICS if m[0] != "params_ratio" or any(r["resource"] == "params" for r in rows)]
-    lines = ["| budget | method | n | " + " | ".join(label for _, label, *_ in metrics) + " |",
-             "|---|---|---:|" + "---:|" * len(metrics)]
+    keys = list(dict.fromkeys(k for r in rows for k in r.get("speedups") or {}))
+    latency = bool(keys) or any(r.get("latency_ratio") is not None for r in rows)
+    heads = [label for _, label, *_ in metrics] + [f"speedup {k}" for k in keys] + (["latency ratio"] if latency else [])
+    lines = ["| budget | method | n | " + " | ".join(heads) + " |", "|---|---|---:|" + "---:|" * len(heads)]
+
+    def cell(value: tuple[float, float] | None, n: int, scale: float, digits: int, unit: str) -> str:
+        if value is None:
+            return "-"
+        mean, std = value
+        spread = f" ± {scale * std:.{digits}f}" if n > 1 else ""
+        return f"{scale * mean:.{digits}f}{spread}{unit}"
+
     for r in rows:
-        cells = []
-        for key, _, scale, unit in metrics:
-            if r.get(key) is None:
-                cells.append("-")
-                continue
-            mean, std = r[key]
-            digits = 2 if scale == 100.0 else 3
-            spread = f" ± {scale * std:.{digits}f}" if r["n"] > 1 else ""
-            cells.append(f"{scale * mean:.{digits}f}{spread}{unit}")
+        cells = [cell(r.get(key), r["n"], scale, 2 if scale == 100.0 else 3, unit) for key, _, scale, unit in metrics]
+        cells += [cell((r.get("speedups") or {}).get(k), r["n"], 1.0, 2, "x") for k in keys]
+        if latency:
+            cells.append(cell(r.get("latency_ratio"), r["n"], 1.0, 3, ""))
         lines.append(f"| {r['resource']} {r['target']:g} | {r['method']} | {r['n']} | " + " | ".join(cells) + " |")
+    if latency:
+        primaries = ", ".join(next((r["latency_runtimes"] for r in rows if r.get("latency_runtimes")), [])) or "?"
+        lines.append(f"\nspeedup <runtime> b<batch>: the unpruned model's measured latency / the pruned one's, same "
+                     f"runtime and batch, same block; latency ratio: measured latency / the unpruned model's, in "
+                     f"{primaries} (1 / that speedup).")
     return "\n".join(lines)
 
 
@@ -401,12 +473,14 @@ class Series:
 @dataclass(frozen=True)
 class Panel:
     """The runs of one budget resource: lines over the achieved ratio, or, with a single budget, one point per method
-    on a categorical x axis (``categorical``)."""
+    on a categorical x axis (``categorical``). ``unpruned_x``: where the unpruned model sits on the x axis (1.0 for
+    the measured latency ratio; None: only its dashed line is drawn)."""
 
     resource: str
     xlabel: str
     categorical: bool
     series: tuple[Series, ...]
+    unpruned_x: float | None = None
 
 
 @dataclass(frozen=True)
@@ -425,12 +499,54 @@ def _ratio_label(resource: str) -> str:
     return "achieved MACs ratio" + ("" if resource == "macs" else f" ({resource} budgets)")
 
 
-def figure_data(runs: Sequence[RunResult]) -> ReportFigure:
+# report.png's x: the achieved MACs (params, for params budgets) ratio, or the measured latency ratio (primary runtime)
+X_AXES = ("macs", "latency")
+
+
+def primary_runtime(runs: Sequence[RunResult]) -> str:
+    """The primary runtime every run measured its latency ratio in, e.g. "onnxruntime b1".
+
+    A ValueError naming the run dirs without measured latencies, or the runtimes when the runs disagree.
+    """
+    missing = [str(r.path) for r in runs if r.latency_ratio is None]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"x = latency needs a measured latency in every run: none in {', '.join(missing[:5])}{more} "
+                         f"(no speedups in summary.json); report these with --x macs")
+    runtimes = sorted({r.latency_runtime or "?" for r in runs})
+    if len(runtimes) > 1:
+        raise ValueError(f"x = latency: the runs measured their latency ratio in different runtimes "
+                         f"({', '.join(runtimes)}); report them apart or with --x macs")
+    return runtimes[0]
+
+
+def default_x(runs: Sequence[RunResult]) -> str:
+    """``latency`` when every run has a measured latency ratio (in one runtime) and one had a latency budget, else
+    ``macs``."""
+    if not any(r.resource == "latency" for r in runs):
+        return "macs"
+    try:
+        primary_runtime(runs)
+    except ValueError:
+        return "macs"
+    return "latency"
+
+
+def figure_data(runs: Sequence[RunResult], x: str = "macs") -> ReportFigure:
     """The series report.png draws, computed from the runs (pure: no file is read or written).
 
     One panel per budget resource; in each, one series per method with a point per budget at the mean achieved
-    ratio (not the target). A panel with a single budget is categorical (methods side by side).
+    ratio (not the target), or with ``x="latency"`` the mean measured latency ratio (the unpruned model at 1.0; a
+    ValueError from :func:`primary_runtime` when a run lacks it). A panel with a single budget is categorical
+    (methods side by side).
     """
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
+    latency_label = f"measured latency / original ({primary_runtime(runs)})" if x == "latency" else None
+
+    def value(m: RunResult) -> float:
+        return m.latency_ratio if x == "latency" and m.latency_ratio is not None else m.achieved_ratio
+
     by_panel: dict[str, dict[str, list[tuple[float, list[RunResult]]]]] = {}
     for ((resource, target), method), members in _groups(runs).items():
         by_panel.setdefault(resource, {}).setdefault(method, []).append((target, members))
@@ -438,18 +554,19 @@ def figure_data(runs: Sequence[RunResult]) -> ReportFigure:
     for resource in sorted(by_panel):
         series = []
         for method, points in by_panel[resource].items():
-            xs = [_mean_std([m.achieved_ratio for m in members]) for _, members in points]
+            xs = [_mean_std([value(m) for m in members]) for _, members in points]
             ys = [_mean_std([100 * m.test_acc for m in members]) for _, members in points]
             series.append(Series(
                 method=method, targets=tuple(t for t, _ in points), x=tuple(x for x, _ in xs),
                 x_std=tuple(s for _, s in xs), y=tuple(y for y, _ in ys), y_std=tuple(s for _, s in ys),
                 n=tuple(len(members) for _, members in points),
-                seeds=tuple(tuple((m.achieved_ratio, 100 * m.test_acc) for m in members) for _, members in points)))
+                seeds=tuple(tuple((value(m), 100 * m.test_acc) for m in members) for _, members in points)))
         targets = sorted({t for s in series for t in s.targets})
         categorical = len(targets) == 1
-        xlabel = (f"method ({resource} target {targets[0]:g}; {_ratio_label(resource)} under each name)"
-                  if categorical else _ratio_label(resource))
-        panels.append(Panel(resource=resource, xlabel=xlabel, categorical=categorical, series=tuple(series)))
+        label = latency_label or _ratio_label(resource)
+        xlabel = f"method ({resource} target {targets[0]:g}; {label} under each name)" if categorical else label
+        panels.append(Panel(resource=resource, xlabel=xlabel, categorical=categorical, series=tuple(series),
+                            unpruned_x=1.0 if latency_label and not categorical else None))
     unpruned = unpruned_test_acc(runs)
     return ReportFigure(title=report_title(runs), unpruned=None if unpruned is None else 100 * unpruned[0],
                         panels=tuple(panels))
@@ -460,13 +577,14 @@ def _jitter(count: int, centre: float = 0.2, width: float = 0.06) -> list[float]
     return [centre] if count == 1 else [centre - width + 2 * width * i / (count - 1) for i in range(count)]
 
 
-def plot_report(runs: Sequence[RunResult], path: str | Path) -> Path:
-    """Test accuracy against the achieved ratio: a line per method through its per-budget means, error bars = std
-    over seeds in x and y, each seed a faint point, the unpruned model a dashed line; one panel per resource."""
+def plot_report(runs: Sequence[RunResult], path: str | Path, x: str = "macs") -> Path:
+    """Test accuracy against the achieved ratio (``x="latency"``: the measured latency ratio): a line per method
+    through its per-budget means, error bars = std over seeds in x and y, each seed a faint point, the unpruned model
+    a dashed line (and a star at x = 1.0 on the latency axis); one panel per resource."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    data = figure_data(runs)
+    data = figure_data(runs, x)
     fig = Figure(figsize=(6.5 * len(data.panels), 4.8), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(data.panels), squeeze=False)[0]
@@ -489,6 +607,8 @@ def plot_report(runs: Sequence[RunResult], path: str | Path) -> Path:
             ax.set_xlim(-0.5, len(panel.series) - 0.5)
         if data.unpruned is not None:
             ax.axhline(data.unpruned, linestyle="--", color="0.35", linewidth=1, label=f"unpruned ({data.unpruned:.2f}%)")
+            if panel.unpruned_x is not None:
+                ax.plot([panel.unpruned_x], [data.unpruned], marker="*", markersize=11, color="0.2", linestyle="none")
         ax.set(xlabel=panel.xlabel, ylabel="test accuracy (%)")
         if len(data.panels) > 1:
             ax.set_title(f"{panel.resource} budgets", fontsize=10)
@@ -502,11 +622,13 @@ def plot_report(runs: Sequence[RunResult], path: str | Path) -> Path:
 
 
 def write_report(
-    root: str | Path | Sequence[str | Path], out: str | Path | None = None
+    root: str | Path | Sequence[str | Path], out: str | Path | None = None, x: str | None = None
 ) -> tuple[str, Path, Path]:
     """Collect, aggregate and write ``report.md`` and ``report.png`` into ``out`` (default ``root``).
 
-    ``root`` may be several directories (see :func:`collect_runs`); then ``out`` is required.
+    ``root`` may be several directories (see :func:`collect_runs`); then ``out`` is required. ``x``: report.png's x
+    axis, ``macs`` or ``latency`` (None: :func:`default_x`); ``latency`` when a run lacks a measured latency is a
+    ValueError naming it, raised before anything is written.
 
     Unreadable runs are skipped with a warning and listed under the table. Returns (the table, with the unpruned
     model's test accuracy above it when known; report.md; report.png).
@@ -516,6 +638,12 @@ def write_report(
         raise ValueError(f"{len(roots)} directories given: say where the report goes (out=, --out DIR)")
     skipped: list[tuple[Path, str]] = []
     runs = collect_runs(roots, skipped)
+    x = default_x(runs) if x is None else x
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
+    if x == "latency":
+        primary_runtime(runs)  # a latency axis the runs cannot give fails here, before any file is written
+    log.info("report.png: x axis %s", x)
     rows = aggregate(runs)
     out = Path(out) if out is not None else roots[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -530,7 +658,7 @@ def write_report(
     md = out / "report.md"
     md.write_text(f"# Search report: {', '.join(map(str, roots))}\n\n{report_title(runs)}; mean ± std over seeds; n = number of runs "
                   f"(n = 1: the value alone)\n\n{table}\n{notes}")
-    png = plot_report(runs, out / "report.png")
+    png = plot_report(runs, out / "report.png", x)
     return table, md, png
 
 
@@ -540,10 +668,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a multirun (or run) directory holding summary.json files; several are reported together")
     parser.add_argument("--out", type=Path, default=None,
                         help="where report.md and report.png go (default: multirun_dir; required with several)")
+    parser.add_argument("--x", choices=X_AXES, default=None,
+                        help="report.png's x axis: the achieved MACs ratio, or the measured latency ratio in the "
+                             "primary runtime (default: latency when every run measured it and one had a latency "
+                             "budget, else macs)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="amc-report: %(levelname)s: %(message)s")
     try:
-        table, md, png = write_report(args.multirun_dir, args.out)
+        table, md, png = write_report(args.multirun_dir, args.out, args.x)
     except (FileNotFoundError, ValueError) as e:
         print(f"amc-report: error: {e}", file=sys.stderr)
         return 2

@@ -33,8 +33,10 @@ from amc.cli import (
     full_errors,
     load_checkpoint_for,
     model_allow,
+    require_batch_sizes,
     require_positive_ints,
     resolve_device,
+    resolve_runtime_settings,
     user_errors,
     user_model_spec,
 )
@@ -42,8 +44,15 @@ from amc.data.base import DataSplits
 from amc.envs import ChannelPruningEnv
 from amc.heuristics import HEURISTICS, solve_heuristic
 from amc.measure.accuracy import evaluate_accuracy
-from amc.measure.latency import machine_conditions, measure_model_latencies
-from amc.measure.latency_table import LatencyTable
+from amc.measure.latency import machine_conditions
+from amc.measure.latency_table import LatencyTable, cached_table, table_identity
+from amc.measure.runtime import (
+    add_latency_figures,
+    describe_conditions,
+    latency_key,
+    measure_runtime_latencies,
+    runtime_conditions,
+)
 from amc.plan import make_plan, model_checksum, save_pruned
 from amc.pruning.bn import recalibrate_bn
 from amc.pruning.budget import RESOURCES, ResourceBudget
@@ -135,9 +144,13 @@ def check_n_envs(cfg: DictConfig) -> None:
 
 
 def check_common(cfg: DictConfig) -> None:
-    """Checks of the settings a search and ``amc.apply`` share: protocol, env, data, checkpoint, device, final_eval."""
-    require_positive_ints(cfg, "final_eval.latency_batch_size", "final_eval.latency_repeats", "env.round_to",
-                  "env.eval_batch_size", "env.calibration.num_images", "env.calibration.positions_per_image",
+    """Checks of the settings a search and ``amc.apply`` share: protocol, env, data, checkpoint, device, final_eval,
+    runtime. Resolves ``runtime`` and ``env.round_to`` (``auto``) in place, so the run dir records what was used."""
+    resolve_runtime_settings(cfg, "env.round_to")
+    require_batch_sizes(cfg.final_eval.latency_batch_sizes, "final_eval.latency_batch_sizes")
+    if cfg.final_eval.get("latency_threads") is not None:
+        require_positive_ints(cfg, "final_eval.latency_threads")
+    require_positive_ints(cfg, "final_eval.latency_repeats", "env.eval_batch_size", "env.calibration.num_images", "env.calibration.positions_per_image",
                   "env.calibration.batch_size")
     p, e = cfg.protocol, cfg.env
     if not 0.0 < float(p.target) <= 1.0:
@@ -307,18 +320,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                                      model_spec=user_model_spec(cfg, data))
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to,
                           graph_time_limit=e.get("graph_time_limit"))
-    table = None
-    if p.resource == "latency":
-        t, table_path = p.latency_table, run_dir / "latency_table.json"
-        if table_path.exists():  # a resumed run keeps the table its budget was set with
-            table = LatencyTable.load(table_path, net, device=device, batch_size=t.batch_size)
-        elif t.get("path"):
-            table = LatencyTable.load(t.path, net, device=device, batch_size=t.batch_size)
-            table.save(table_path)
-        else:
-            table = LatencyTable.measure(net, device=device, batch_size=t.batch_size, grid=tuple(t.grid), repeats=t.repeats,
-                                         threads=t.get("threads"))
-            table.save(table_path)
+    table = build_latency_table(cfg, net, device, run_dir) if p.resource == "latency" else None
     budget = None
     if p.resource is not None:
         budget = ResourceBudget(net, p.resource, float(p.target), e.lbound, latency_table=table)
@@ -340,6 +342,28 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
+
+
+def build_latency_table(cfg: DictConfig, net: PrunableNetwork, device: torch.device, run_dir: Path) -> LatencyTable:
+    """The latency protocol's table in ``cfg.runtime``: the run's own (a resumed run keeps the table its budget was set
+    with), a given one (``protocol.latency_table.path``, refused if measured under other conditions), or from the
+    cache (``cache_dir``), else measured now; saved in the run dir."""
+    t, table_path = cfg.protocol.latency_table, run_dir / "latency_table.json"
+    threads = int(t.threads) if t.get("threads") is not None else torch.get_num_threads()
+    identity = table_identity(net, runtime=cfg.runtime, threads=threads, batch_size=t.batch_size,
+                              max_points=t.max_points)
+    if table_path.exists():
+        return LatencyTable.load(table_path, net, batch_size=t.batch_size, expect=identity)
+    if t.get("path"):
+        table = LatencyTable.load(t.path, net, batch_size=t.batch_size, expect=identity)
+    else:
+        start = time.perf_counter()
+        table = cached_table(net, t.get("cache_dir"), runtime=cfg.runtime, threads=threads, batch_size=t.batch_size,
+                             max_points=t.max_points, device=device, repeats=t.repeats,
+                             calibration_models=t.calibration_models, seed=cfg.seed)
+        log.info("latency table ready in %.1f s", time.perf_counter() - start)
+    table.save(table_path)
+    return table
 
 
 def build_worker_env(cfg: dict[str, Any], run_dir: str) -> ChannelPruningEnv:
@@ -582,25 +606,60 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     return row, model
 
 
+def latency_runtimes(cfg: DictConfig) -> list[str]:
+    """The runtimes a comparison is timed in: ``cfg.runtime`` first, eager PyTorch beside onnxruntime."""
+    eager = cfg.runtime != "torch" and bool(cfg.final_eval.get("latency_eager", True))
+    return [cfg.runtime, *(["torch"] if eager else [])]
+
+
 def measure_table_latencies(cfg: DictConfig, setup: Setup, models: dict[str, torch.nn.Module],
-                            rows: list[dict[str, Any]], run_dir: Path) -> None:
+                            rows: list[dict[str, Any]], run_dir: Path) -> str:
     """Latency of every variant of the table in ONE interleaved block at the end (round-robin, warm-up, median and
-    inter-quartile spread, fixed threads), so all figures share the machine's load; conditions go to latency.json."""
+    inter-quartile spread, fixed threads), in the deployment runtime and eager PyTorch at every batch size, so all
+    figures and speedups share the machine's load; conditions go to latency.json. Returns the conditions line."""
     f = cfg.final_eval
-    shape = (f.latency_batch_size, *setup.net.input_shape[1:])
-    conditions = machine_conditions(setup.device)
-    stats = measure_model_latencies(models, shape, device=setup.device, warmup=f.latency_warmup,
-                                    repeats=f.latency_repeats, threads=f.latency_threads)
-    for row in rows:
-        s = stats[row["variant"]]
-        row.update(latency_ms=s.median_ms, latency_spread=s.spread, latency_noisy=s.noisy)
+    runtimes, batch_sizes = latency_runtimes(cfg), list(f.latency_batch_sizes)
+    threads = int(f.latency_threads) if f.get("latency_threads") is not None else torch.get_num_threads()
+    conditions = {**machine_conditions(setup.device), **runtime_conditions(cfg.runtime, threads)}
+    stats = measure_runtime_latencies(models, setup.net.input_shape, runtimes=runtimes, batch_sizes=batch_sizes,
+                                      threads=threads, warmup=f.latency_warmup, repeats=f.latency_repeats)
+    add_latency_figures(rows, stats)
+    if setup.latency_table is not None:
+        check_measured_budget(cfg, setup, rows[0], rows[1:])
     record = {"conditions": conditions, "loadavg_after": machine_conditions(setup.device)["loadavg_1_5_15"],
-              "batch_size": f.latency_batch_size, "stats": {name: s.to_dict() for name, s in stats.items()}}
+              "runtimes": runtimes, "batch_sizes": batch_sizes, "batch_size": batch_sizes[0],
+              "stats": {name: s for name, s in ((r["variant"], r["latencies"]) for r in rows)}}
     (run_dir / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
-    original = {k: rows[0][k] for k in ("macs", "params", "reward_val_acc", "test_acc")}  # the unpruned model
+    original = {k: rows[0][k] for k in ("macs", "params", "reward_val_acc", "test_acc", "latencies")}  # the unpruned model
     for row in rows[1:]:  # the summaries were written before the block: add the figures
         path = (run_dir if row["variant"] == cfg.method else run_dir / "compare" / row["variant"]) / "summary.json"
         path.write_text(json.dumps({**row, "original": original}, indent=2))
+    return describe_conditions(conditions, runtimes, batch_sizes)
+
+
+def check_measured_budget(cfg: DictConfig, setup: Setup, original: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The latency protocol's promise, measured: each row's predicted and measured speedup in the table's runtime
+    and batch size, and a warning when the measured latency misses the budget by more than the timings' noise."""
+    table = setup.latency_table
+    assert table is not None
+    key = latency_key(cfg.runtime, table.batch_size)
+    full = table.predict([g.channels for g in setup.net.groups])
+    target = float(cfg.protocol.target)
+    for row in rows:
+        if key not in row.get("speedups", {}):
+            log.warning("the latency budget cannot be checked: the table's batch size %d is not among "
+                        "final_eval.latency_batch_sizes", table.batch_size)
+            return
+        measured = 1.0 / row["speedups"][key]
+        noise = (row["latencies"][key]["spread"] + original["latencies"][key]["spread"]) / 2  # half IQRs, both
+        row.update(predicted_speedup=full / table.predict(row["channels"]), measured_speedup=row["speedups"][key],
+                   latency_target=target, measured_latency_ratio=measured,
+                   latency_budget_met=bool(measured <= target * (1 + noise)))
+        if not row["latency_budget_met"]:
+            log.warning("%s: measured latency ratio %.3f (speedup %.2fx) misses the budget %.3f by more than the "
+                        "timings' noise (%.0f%%); predicted speedup %.2fx. The table may be stale or the machine busy: "
+                        "re-measure (protocol.latency_table.cache_dir=null) on a quiet machine", row["variant"],
+                        measured, row["measured_speedup"], target, 100 * noise, row["predicted_speedup"])
 
 
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -639,8 +698,8 @@ def compare_and_report(cfg: DictConfig, setup: Setup, rows: list[dict[str, Any]]
             sub.setdefault("resume", None)
         row, models[method] = run_method(sub, setup, output_dir / "compare" / method)
         rows.append(row)
-    measure_table_latencies(cfg, setup, models, rows, output_dir)
-    table = format_table(rows, baseline=rows[0])
+    conditions = measure_table_latencies(cfg, setup, models, rows, output_dir)
+    table = format_table(rows, baseline=rows[0], conditions=conditions)
     if final_images(cfg) is not None:
         table += f"\n\nAccuracies on the first {final_images(cfg)} reward-val and test images (final_eval.images)."
     (output_dir / "comparison.md").write_text(table + "\n")

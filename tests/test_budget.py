@@ -100,12 +100,12 @@ def test_full_budget_never_caps(resnet20: PrunableNetwork) -> None:
 
 @pytest.fixture(scope="module")
 def latency_table(resnet20: PrunableNetwork) -> LatencyTable:
-    return LatencyTable.measure(resnet20, warmup=2, repeats=5)
+    return LatencyTable.measure(resnet20, warmup=2, repeats=5, max_points=3)
 
 
 def test_latency_table_predicts_pruned_latency(resnet20: PrunableNetwork, latency_table: LatencyTable) -> None:
     full = [g.channels for g in resnet20.groups]
-    assert latency_table.overhead >= 0
+    assert latency_table.scale > 0
     assert set(latency_table.layers) == set(resnet20.costs)
     # how close predictions are to measured latency is a benchmark figure (timings depend on machine load),
     # reported by every latency-protocol search next to the table's prediction; here: positive and finite

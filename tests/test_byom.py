@@ -44,7 +44,7 @@ def _prune_cfg(checkpoint: Path, *overrides: str) -> DictConfig:
         return compose(config_name="prune", overrides=[
             "data=synthetic", f"checkpoint={checkpoint}", "device=cpu", "calibration.num_images=64",
             "calibration.batch_size=32", "bn_recalibration.num_batches=1", "bn_recalibration.batch_size=64",
-            "latency.repeats=2", "latency.warmup=1", *overrides])
+            "latency.repeats=2", "latency.warmup=1", "round_to=1", *overrides])  # tiny models: no channel grid
 
 
 # --- plain checkpoints -----------------------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ def test_smoke_search_on_an_option_a_state_dict_meets_the_budget(tmp_path: Path)
         cfg = compose(config_name="search", overrides=[
             "data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=4",
             "agent.warmup_episodes=2", "agent.batch_size=8", "progress=false", "device=cpu",
-            "final_eval.latency_repeats=2", f"checkpoint={ckpt}", "model._target_=tests.helpers.OptionANet"])
+            "final_eval.latency_repeats=2", f"checkpoint={ckpt}", "model._target_=tests.helpers.OptionANet",
+            "env.round_to=1"])  # a tiny model: no channel grid
     out = tmp_path / "run"
     row = search_run(cfg, out)
     assert row["macs_ratio"] <= 0.5 + 1e-9

@@ -240,7 +240,7 @@ def _prune_cfg(checkpoint: Path, *overrides: str):
         return compose(config_name="prune", overrides=[
             "data=synthetic", f"checkpoint={checkpoint}", "device=cpu", "calibration.num_images=16",
             "calibration.batch_size=16", "bn_recalibration.num_batches=1", "bn_recalibration.batch_size=32",
-            "latency.repeats=1", "latency.warmup=1", "target_macs_ratio=0.6", *overrides,
+            "latency.repeats=1", "latency.warmup=1", "target_macs_ratio=0.6", "round_to=1", *overrides,
         ])
 
 

@@ -20,6 +20,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
+from amc.cli import resolve_runtime_settings
 from amc.search import (
     SETTINGS_FILE,
     check_config,
@@ -57,7 +58,9 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def _finished_search(run_dir: Path, cfg: DictConfig, episodes: int = 6) -> None:
-    """A run dir as a finished search leaves it (the files the guards look at)."""
+    """A run dir as a finished search leaves it (the files the guards look at); settings as a search records them,
+    with the runtime and the channel grid resolved."""
+    resolve_runtime_settings(cfg, "env.round_to")
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (run_dir / ".hydra" / "overrides.yaml").write_text("- seed=0\n")

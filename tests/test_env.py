@@ -146,7 +146,7 @@ def test_accuracy_guaranteed_protocol_reward(resnet20: PrunableNetwork, data: Da
 
 
 def test_latency_in_info(resnet20: PrunableNetwork, data: DataSplits) -> None:
-    table = LatencyTable.measure(resnet20, warmup=1, repeats=2)
+    table = LatencyTable.measure(resnet20, warmup=1, repeats=2, max_points=3)
     full = [g.channels for g in resnet20.groups]
     floor = table.predict(resnet20.channel_counts([0.2] * resnet20.num_groups)) / table.predict(full)
     # timings on a loaded machine vary: put the target between the reachable floor and the full model

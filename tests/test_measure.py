@@ -231,7 +231,7 @@ def _tiny(width: int = 4, side: int = 8) -> PrunableNetwork:
 @pytest.fixture(scope="module")
 def tiny_table() -> tuple[PrunableNetwork, LatencyTable]:
     net = _tiny()
-    return net, LatencyTable.measure(net, grid=(0.5, 1.0), warmup=1, repeats=3, threads=1)
+    return net, LatencyTable.measure(net, max_points=2, warmup=1, repeats=3, threads=1)
 
 
 def test_latency_table_records_conditions_and_spread(tiny_table: tuple[PrunableNetwork, LatencyTable]) -> None:

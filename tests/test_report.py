@@ -14,6 +14,7 @@ from amc.plot_curve import moving_average, plot_reward_curve, read_episodes, war
 from amc.report import (
     aggregate,
     collect_runs,
+    default_x,
     figure_data,
     format_report,
     model_label,
@@ -152,10 +153,13 @@ def test_plot_curve_refuses_a_window_below_one(
 
 
 def _sweep_job(job: Path, *, target: float, seed: int, results: dict[str, tuple[float, float]],
-               resource: str = "macs", original: float | None = None, model: str = "amc.models.resnet20") -> Path:
+               resource: str = "macs", original: float | None = None, model: str = "amc.models.resnet20",
+               speedups: dict[str, dict[str, float]] | None = None) -> Path:
     """A search job with baselines in compare/: ``results`` maps method -> (test acc, achieved ratio).
 
     ``original`` is the unpruned test accuracy recorded in each summary (newer runs); None leaves it out (older runs).
+    ``speedups`` maps method -> measured speedups per "<runtime> b<batch>" (first: the primary), written as
+    ``amc.measure.runtime.add_latency_figures`` does; a method without an entry records no latencies (older runs).
     """
     (job / ".hydra").mkdir(parents=True)
     cfg = {"method": "amc", "seed": seed, "protocol": {"resource": resource, "target": target},
@@ -168,6 +172,17 @@ def _sweep_job(job: Path, *, target: float, seed: int, results: dict[str, tuple[
                    "macs_ratio": ratio if resource == "macs" else 0.9, "params_ratio": ratio if resource == "params" else 0.8}
         if original is not None:
             summary["original"] = {"macs": 100, "params": 20, "reward_val_acc": original, "test_acc": original}
+        if speedups and method in speedups:
+            ms = {k: 2.0 / v for k, v in speedups[method].items()}  # the original takes 2 ms everywhere
+            latencies = {k: {"median_ms": v, "spread": 0.02, "noisy": False} for k, v in ms.items()}
+            primary = next(iter(ms))
+            summary.update(latencies=latencies, speedups=speedups[method], latency_ms=ms[primary], latency_spread=0.02,
+                           latency_noisy=False, speedup=speedups[method][primary], latency_runtime=primary)
+            summary.setdefault("original", {"macs": 100, "params": 20, "reward_val_acc": 0.9, "test_acc": 0.9})
+            summary["original"]["latencies"] = {k: {"median_ms": 2.0, "spread": 0.02, "noisy": False} for k in ms}
+            if method == "amc" and resource == "latency":
+                summary.update(measured_speedup=speedups[method][primary], predicted_speedup=1.9, latency_target=target,
+                               measured_latency_ratio=1 / speedups[method][primary], latency_budget_met=True)
         (d / "summary.json").write_text(json.dumps(summary))
         (d / "best_plan.json").write_text(json.dumps({"base_model": {"target": model}, "macs_before": 100}))
     return job
@@ -313,3 +328,110 @@ def test_report_title_names_model_dataset_and_n(tmp_path: Path) -> None:
                                                ("mypkg.nets.TinyNet", "mypkg.nets.TinyNet")])
 def test_model_label(target: str, label: str) -> None:
     assert model_label(target) == label
+
+
+# --- measured latency: speedup columns and the latency x axis ----------------------------------------------------
+
+
+def _speedups(primary: float, scale: float = 1.0) -> dict[str, float]:
+    """Measured speedups per runtime and batch, onnxruntime b1 first (the primary)."""
+    return {"onnxruntime b1": primary, "onnxruntime b64": scale * primary + 0.5, "torch b1": scale * primary - 0.25}
+
+
+def _latency_sweep(root: Path) -> Path:
+    """Latency-protocol jobs, targets 0.5 and 0.7, seeds 0 and 1, amc and uniform with measured speedups."""
+    for target in (0.5, 0.7):
+        for seed in range(2):
+            amc_speedup = 1 / (target - 0.05 * (seed + 1))  # latency ratios target - 0.05, target - 0.1
+            _sweep_job(root / f"{target}_{seed}", target=target, seed=seed, resource="latency", original=0.9,
+                       results={"amc": (0.8 + 0.02 * seed, 0.9), "uniform": (0.7, 0.9)},
+                       speedups={"amc": _speedups(amc_speedup), "uniform": _speedups(1 / target, 1.0 + 0.1 * seed)})
+    return root
+
+
+def test_report_of_latency_runs_has_speedup_and_latency_ratio_columns(tmp_path: Path) -> None:
+    runs = collect_runs(_latency_sweep(tmp_path / "multirun"))
+    amc = next(r for r in runs if r.method == "amc" and r.budget == ("latency", 0.5) and r.seed == 1)
+    assert amc.latency_runtime == "onnxruntime b1" and amc.latency_ratio == pytest.approx(0.4)
+    assert amc.speedups == pytest.approx({"onnxruntime b1": 2.5, "onnxruntime b64": 3.0, "torch b1": 2.25})
+    rows = aggregate(runs)
+    row = next(r for r in rows if r["method"] == "amc" and r["target"] == 0.5)
+    assert row["latency_ratio"] == pytest.approx((0.425, 0.0353553), abs=1e-6)
+    assert row["speedups"]["onnxruntime b1"] == pytest.approx(((1 / 0.45 + 2.5) / 2, 0.19642), abs=1e-4)
+    table = format_report(rows)
+    head, rule = table.splitlines()[:2]
+    assert head == ("| budget | method | n | test acc | reward-val acc | test acc, BN recal | MACs ratio | "
+                    "speedup onnxruntime b1 | speedup onnxruntime b64 | speedup torch b1 | latency ratio |")
+    assert rule == "|---|---|---:|" + "---:|" * 8
+    # amc at 0.5: speedups 2.222 and 2.5 (b1), +0.5 (b64), -0.25 (torch); latency ratios 0.45 and 0.4
+    assert ("| latency 0.5 | amc | 2 | 81.00 ± 1.41% | 82.00 ± 1.41% | - | 0.900 ± 0.000 | 2.36 ± 0.20x | "
+            "2.86 ± 0.20x | 2.11 ± 0.20x | 0.425 ± 0.035 |") in table
+    # uniform at 0.7: b1 1.429 both seeds; b64 scaled by 1.0 and 1.1 -> 1.929, 2.071; latency ratio exactly 0.7
+    assert ("| latency 0.7 | uniform | 2 | 70.00 ± 0.00% | 71.00 ± 0.00% | - | 0.900 ± 0.000 | 1.43 ± 0.00x | "
+            "2.00 ± 0.10x | 1.25 ± 0.10x | 0.700 ± 0.000 |") in table
+    assert "latency ratio: measured latency / the unpruned model's, in onnxruntime b1" in table
+    _, md, _ = write_report(tmp_path / "multirun", tmp_path / "out", x="macs")
+    assert "| latency 0.7 | uniform | 2 |" in md.read_text() and "speedup torch b1" in md.read_text()
+
+
+def test_latency_x_axis_is_the_default_for_latency_runs(tmp_path: Path) -> None:
+    root = _latency_sweep(tmp_path / "multirun")
+    runs = collect_runs(root)
+    assert default_x(runs) == "latency"
+    figure = figure_data(runs, "latency")
+    (panel,) = figure.panels
+    assert panel.xlabel == "measured latency / original (onnxruntime b1)" and not panel.categorical
+    assert panel.unpruned_x == 1.0 and figure.unpruned == pytest.approx(90.0)
+    amc, uniform = panel.series
+    assert amc.targets == (0.5, 0.7)
+    assert amc.x == pytest.approx([0.425, 0.625]) and amc.x_std == pytest.approx([0.0353553] * 2, abs=1e-6)
+    assert amc.y == pytest.approx([81.0, 81.0]) and amc.y_std == pytest.approx([1.41421] * 2, abs=1e-4)
+    assert [x for x, _ in amc.seeds[1]] == pytest.approx([0.65, 0.6])
+    assert uniform.x == pytest.approx([0.5, 0.7])
+    assert figure_data(runs).panels[0].series[0].x == pytest.approx([0.9, 0.9])  # macs: the achieved MACs ratio
+    assert figure_data(runs).panels[0].unpruned_x is None
+    out = tmp_path / "out"
+    assert report_main([str(root), "--out", str(out), "--x", "latency"]) == 0
+    assert (out / "report.png").stat().st_size > 0
+    (out / "report.png").unlink()
+    assert report_main([str(root), "--out", str(out)]) == 0  # the default: latency
+    assert (out / "report.png").stat().st_size > 0
+
+
+def test_old_runs_without_latencies_report_as_before_on_macs(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    for seed in range(2):
+        _sweep_job(root / str(seed), target=0.5, seed=seed, results={"amc": (0.8 + 0.1 * seed, 0.49)})
+    old = _sweep_job(root / "old_latency", target=0.5, seed=2, resource="latency", results={"amc": (0.8, 0.9)})
+    summary = json.loads((old / "summary.json").read_text())
+    (old / "summary.json").write_text(json.dumps({**summary, "latency_ms": 1.7}))  # an old run: latency_ms only
+    runs = collect_runs(root)
+    assert [(r.speedups, r.latency_ratio, r.latency_runtime) for r in runs] == [(None, None, None)] * 3
+    assert default_x(runs) == "macs"  # a latency budget, but no measured latency ratio
+    table, md, png = write_report(root, tmp_path / "out")
+    assert table.splitlines()[0] == "| budget | method | n | test acc | reward-val acc | test acc, BN recal | MACs ratio |"
+    assert "| macs 0.5 | amc | 2 | 85.00 ± 7.07% | 86.00 ± 7.07% | - | 0.490 ± 0.000 |" in table
+    assert "| latency 0.5 | amc | 1 | 80.00% | 81.00% | - | 0.900 |" in table
+    assert "speedup" not in md.read_text() and png.stat().st_size > 0
+    # a macs run that measured latencies too, next to latency runs: every run has a latency ratio -> latency
+    _latency_sweep(tmp_path / "mixed")
+    _sweep_job(tmp_path / "mixed" / "macs", target=0.5, seed=0, results={"amc": (0.8, 0.49)},
+               speedups={"amc": _speedups(2.0)})
+    assert default_x(collect_runs(tmp_path / "mixed")) == "latency"
+
+
+def test_latency_x_axis_with_a_run_lacking_latencies_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _latency_sweep(tmp_path / "multirun")
+    old = _sweep_job(root / "old", target=0.5, seed=5, resource="latency", results={"amc": (0.8, 0.9)})
+    assert default_x(collect_runs(root)) == "macs"
+    out = tmp_path / "out"
+    assert report_main([str(root), "--out", str(out), "--x", "latency"]) == 2
+    err = capsys.readouterr().err
+    assert f"none in {old} " in err and "--x macs" in err
+    assert not (out / "report.md").exists() and not (out / "report.png").exists()  # nothing written
+    with pytest.raises(ValueError, match="measured latency in every run"):
+        figure_data(collect_runs(root), "latency")
+    assert report_main([str(root), "--out", str(out)]) == 0  # the default falls back to macs
+    assert "| latency 0.5 | amc | 3 |" in (out / "report.md").read_text()

@@ -203,7 +203,7 @@ def test_accuracy_guaranteed_protocol_has_no_wall_and_its_reward(checkpoint: Pat
 def test_latency_protocol_runs_and_reports_predicted_latency(checkpoint: Path, tmp_path: Path) -> None:
     # tiny-model timings are mostly noise on a loaded machine: target 1.0 is always reachable (the wall is tested
     # with targets derived from the measured table in test_budget.py)
-    row = run(_cfg(checkpoint, "protocol=latency", "protocol.target=1.0", "episodes=3", "protocol.latency_table.grid=[0.5,1.0]",
+    row = run(_cfg(checkpoint, "protocol=latency", "protocol.target=1.0", "episodes=3", "protocol.latency_table.max_points=2", "protocol.latency_table.cache_dir=null",
                    "protocol.latency_table.repeats=2"), tmp_path / "run")
     assert row["predicted_latency_ms"] > 0 and _summary(tmp_path / "run")["predicted_latency_ms"] > 0
     assert (tmp_path / "run" / "latency_table.json").is_file()

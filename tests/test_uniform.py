@@ -243,10 +243,10 @@ def test_prune_and_search_uniform_give_the_same_model(tmp_path: Path) -> None:
     common = ["data=synthetic", f"checkpoint={checkpoint}", "device=cpu", "seed=0"]
     prune_cfg = _compose("prune", [*common, f"target_macs_ratio={target}", "calibration.num_images=64",
                                    "calibration.batch_size=32", "bn_recalibration.num_batches=1", "latency.repeats=1",
-                                   "latency.warmup=0"])
+                                   "latency.warmup=0", "round_to=1"])
     search_overrides = [*common, "method=uniform", "progress=false", "env.calibration.num_images=64",
                         "env.calibration.batch_size=32", "env.eval_images=32", "env.bn_recalibration_batches=0",
-                        "final_eval.bn_recalibration_batches=0", "final_eval.latency_repeats=1"]
+                        "final_eval.bn_recalibration_batches=0", "final_eval.latency_repeats=1", "env.round_to=1"]
     search_cfg = _compose("search", [*search_overrides, f"protocol.target={target}"])
     prune_run(prune_cfg, tmp_path / "prune")
     row = search_run(search_cfg, tmp_path / "search")

@@ -1,24 +1,27 @@
-"""A per-layer latency model of a prunable network, measured on the current device.
+"""A per-layer latency model of a prunable network, measured in the runtime it is deployed with.
 
-Every Conv2d / Linear layer is timed standalone at a grid of channel counts (its prunable dimensions scaled by
-each grid fraction); a pruned model's latency is predicted as the sum of the layers' bilinearly interpolated
-latencies plus a constant overhead (the unmodelled rest: BN, activations, pooling, Python dispatch). The table
-is made monotone in both channel counts, so the prediction never grows when channels are removed (which the
-budget wall's binary search relies on).
+Every Conv2d / Linear layer is timed standalone (in onnxruntime, or eager PyTorch) at the channel counts the search
+can choose: multiples of the network's ``round_to`` (the runtime's channel grid), since latency is a step function of
+the channel count. A pruned model's latency is predicted as ``scale * sum(layer latencies) + overhead``, the layers
+interpolated between measured grid points, with ``scale`` and ``overhead`` fitted on whole models timed in the same
+block (the unpruned one and a few pruned ones). Each layer's table is made monotone in both channel counts, so the
+prediction never grows when channels are removed (which the budget wall's binary search relies on).
 
-All timings of a table run in one interleaved block (``amc.measure.latency``), and the machine's conditions and the
-timings' spread are saved with it: a latency budget is only as good as the machine state its table was measured in,
-so a table measured once on a quiet machine can be saved and reused (``LatencyTable.load(path, net)``).
+All timings of a table run in one interleaved block (``amc.measure.latency``); the runtime, threads, batch size,
+CPU and the timings' spread are saved with it. A table is cached on disk under a key of those and the network's
+architecture (``table_identity``) and reused; a table measured elsewhere is refused with the difference named.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from amc.measure.latency import NOISY_SPREAD, machine_conditions, measure_model_latencies
+from amc.measure.latency import NOISY_SPREAD, LatencyStats, machine_conditions, measure_latencies
 from amc.pruning.groups import PrunableNetwork
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: eager PyTorch, fractions of the channels, no fitted scale
 _FULL = "full model"
+IDENTITY_FIELDS = ("architecture", "runtime", "threads", "batch_size", "cpu", "round_to", "max_points")
 
 
 class LatencyTableError(ValueError):
@@ -70,22 +75,28 @@ class LatencyTable:
         net: PrunableNetwork | None = None,
         device: str = "cpu",
         batch_size: int = 1,
-        grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+        round_to: int = 1,
+        max_points: int | None = None,
+        runtime: str = "torch",
+        scale: float = 1.0,
         full_latency: float | None = None,
         input_shape: Sequence[int] | None = None,
         measurement: Mapping[str, Any] | None = None,
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
         self.layers = dict(layers)
         self.overhead = float(overhead)
+        self.scale = float(scale)
         self.net = net
         self.device = str(device)
         self.batch_size = int(batch_size)
-        self.grid = tuple(float(g) for g in grid)
+        self.round_to, self.max_points, self.runtime = int(round_to), max_points, str(runtime)
         self.full_latency = full_latency
         if input_shape is None and net is not None:
             input_shape = net.input_shape
         self.input_shape = None if input_shape is None else tuple(int(v) for v in input_shape)
         self.measurement = dict(measurement) if measurement else {}
+        self.identity = dict(identity) if identity else {}
         if net is not None:
             self._check_matches(net)
 
@@ -95,35 +106,53 @@ class LatencyTable:
         cls,
         net: PrunableNetwork,
         *,
+        runtime: str = "torch",
         device: torch.device | str = "cpu",
         batch_size: int = 1,
-        grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+        max_points: int = 12,
         warmup: int = 3,
         repeats: int = 10,
         threads: int | None = None,
+        calibration_models: int = 8,
+        seed: int = 0,
         noisy_spread: float = NOISY_SPREAD,
+        warm_calls: int = 1,
     ) -> LatencyTable:
-        """Time every Conv2d / Linear layer of ``net`` standalone over the channel grid, and the full model.
+        """Time every Conv2d / Linear layer of ``net`` standalone in ``runtime`` on its channel grid, and whole models.
 
-        All timings (every distinct layer configuration and the full model) run in one interleaved block with a
-        fixed thread count (``threads``, default the current count); each entry is a median. The machine's
-        conditions and the timings' spread are recorded in ``measurement`` (and in ``to_dict()``).
+        A prunable dimension is timed at the counts the search can choose (multiples of ``net.round_to``, and all
+        channels), at most ``max_points`` of them spread evenly (always the smallest and all): the latency is a step
+        function of the channel count, so the table is measured on the grid the counts land on, never across it.
+        The whole unpruned model and ``calibration_models`` pruned ones (uniform at several widths and random grid
+        counts) are timed in the same interleaved block; ``measured ~ scale * sum(layers) + overhead`` is fitted on
+        them (least squares), which absorbs what layer timings alone miss (fusions, layout changes, dispatch).
+        Every timed call follows ``warm_calls`` untimed ones of the same layer or model (warm caches, as deployed).
+        The machine's conditions and the timings' spread are recorded in ``measurement``.
         """
-        if not grid or any(not 0.0 < float(g) <= 1.0 for g in grid):
-            raise ValueError(f"latency grid fractions must be in (0, 1], got {list(grid)}")
+        from amc.measure.runtime import (
+            forward_callable,
+            identity_onnx,
+            layer_onnx,
+            resolve_runtime,
+            runtime_conditions,
+        )
+
+        if max_points < 2:
+            raise ValueError(f"max_points must be >= 2 (the smallest count and all channels), got {max_points}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        runtime = resolve_runtime(runtime)
         device = torch.device(device)
-        grid = tuple(sorted({float(g) for g in grid} | {1.0}))
+        threads = int(threads) if threads is not None else torch.get_num_threads()
         start = time.perf_counter()
-        conditions = machine_conditions(device)
+        conditions = {**machine_conditions(device), **runtime_conditions(runtime, threads)}
         prunable: dict[str, set[str]] = {}
         for g in net.groups:
             for m in g.members:
                 prunable.setdefault(m.layer, set()).add(m.dim)
         timed: dict[tuple, str] = {}  # configuration key -> name in the interleaved block
-        models: dict[str, nn.Module] = {}
-        shapes: dict[str, tuple[int, ...]] = {}
+        fns: dict[str, Callable[[], object]] = {}
+        references: dict[str, str] = {}  # a timed layer -> the session call of its input shape (onnxruntime)
         entries: dict[str, tuple[list[int], list[int], list[list[str]], bool]] = {}
         for name, cost in net.costs.items():
             module = net.modules[name]
@@ -132,8 +161,8 @@ class LatencyTable:
             grouped = isinstance(module, nn.Conv2d) and module.groups > 1 and not depthwise
             scale_in = "in" in dims and not depthwise and not grouped
             scale_out = not grouped and (bool(dims) if depthwise else "out" in dims)
-            in_values = _scaled(cost.in_channels, grid) if scale_in else [cost.in_channels]
-            out_values = _scaled(cost.out_channels, grid) if scale_out else [cost.out_channels]
+            in_values = grid_points(cost.in_channels, net.round_to, max_points) if scale_in else [cost.in_channels]
+            out_values = grid_points(cost.out_channels, net.round_to, max_points) if scale_out else [cost.out_channels]
             keys = []
             for ci in in_values:
                 row = []
@@ -141,49 +170,81 @@ class LatencyTable:
                     layer, shape, key = _standalone(module, cost, ci, co, depthwise, batch_size)
                     if key not in timed:
                         timed[key] = f"layer{len(timed)}"
-                        models[timed[key]], shapes[timed[key]] = layer.to(device), shape
+                        if runtime == "onnxruntime":
+                            fns[timed[key]] = forward_callable(layer, shape, runtime=runtime, threads=threads,
+                                                               onnx_bytes=layer_onnx(layer, shape))
+                            call = f"call {shape}"  # what a session call costs without the layer's compute
+                            references[timed[key]] = call
+                            if call not in fns:
+                                fns[call] = forward_callable(layer, shape, runtime=runtime, threads=threads,
+                                                             onnx_bytes=identity_onnx(shape))
+                        else:
+                            fns[timed[key]] = _forward(layer.to(device), shape, device)
                     row.append(timed[key])
                 keys.append(row)
             entries[name] = (in_values, out_values, keys, depthwise)
-        model = net.model
-        param = next(model.parameters(), None)
-        if param is not None and param.device.type != device.type:
-            model = copy.deepcopy(model).to(device)  # never move the caller's model
-        models[_FULL], shapes[_FULL] = model, (batch_size, *net.input_shape[1:])
-        stats = measure_model_latencies(models, shapes, device=device, warmup=warmup, repeats=repeats, threads=threads,
-                                        noisy_spread=noisy_spread)
+        calibration = _calibration_counts(net, calibration_models, seed)
+        whole: dict[str, Callable[[], object]] = {}
+        for i, counts in enumerate(calibration):
+            model = net.model if i == 0 else _pruned_for_timing(net, counts)
+            if runtime == "torch":
+                param = next(model.parameters(), None)
+                if param is not None and param.device.type != device.type:
+                    model = copy.deepcopy(model).to(device)  # never move the caller's model
+                model = copy.deepcopy(model).eval() if i == 0 else model.eval()
+            whole[f"{_FULL} {i}"] = forward_callable(model, (batch_size, *net.input_shape[1:]), runtime=runtime,
+                                                     threads=threads)
+        log.info("latency table: timing %d layer configurations and %d whole models in %s (%d thread(s))",
+                 len(timed), len(calibration), runtime, threads)
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+        stats: dict[str, LatencyStats] = {}
+        with torch.no_grad():  # two blocks: the whole models are not timed among hundreds of others' weights
+            for block in (fns, whole):
+                stats.update(measure_latencies(block, warmup=warmup, repeats=repeats, threads=threads,
+                                               noisy_spread=noisy_spread, sync=sync, warm_calls=warm_calls))
         layers: dict[str, LayerLatency] = {}
         for name, (in_values, out_values, keys, depthwise) in entries.items():
-            seconds = np.array([[stats[k].median_ms / 1e3 for k in row] for row in keys])
+            seconds = np.array([[_compute_seconds(stats, k, references.get(k)) for k in row] for row in keys])
             table = np.maximum.accumulate(np.maximum.accumulate(seconds, axis=0), axis=1)
             layers[name] = LayerLatency(in_values, out_values, table.tolist(), depthwise)
-        spreads = [s.spread for k, s in stats.items() if k != _FULL]
-        full = stats[_FULL]
+        layer_stats = [s for k, s in stats.items() if k.startswith("layer")]
+        full = stats[f"{_FULL} 0"]
         measurement = {
             "conditions": conditions,
-            "threads": threads if threads is not None else torch.get_num_threads(),
+            "runtime": runtime,
+            "threads": threads,
             "warmup": warmup,
             "repeats": repeats,
+            "warm_calls": warm_calls,
             "timings": len(stats),
             "seconds": time.perf_counter() - start,
             "loadavg_after": machine_conditions(device)["loadavg_1_5_15"],
             "full_model": full.to_dict(),
-            "layer_spread_median": float(np.median(spreads)) if spreads else 0.0,
-            "layer_spread_max": float(max(spreads, default=0.0)),
-            "noisy_layer_timings": sum(s.noisy for k, s in stats.items() if k != _FULL),
+            "layer_spread_median": float(np.median([s.spread for s in layer_stats])) if layer_stats else 0.0,
+            "layer_spread_max": float(max((s.spread for s in layer_stats), default=0.0)),
+            "noisy_layer_timings": sum(s.noisy for s in layer_stats),
             "noisy_spread": noisy_spread,
         }
-        table = cls(layers, 0.0, net=net, device=str(device), batch_size=batch_size, grid=grid,
-                    full_latency=full.median_ms / 1e3, measurement=measurement)
-        table.overhead = max(0.0, table.full_latency - table.predict([g.channels for g in net.groups]))
-        log.info("latency table: %d layers, %d timings in %.2fs (%s threads, load %s); full model %s, overhead %.3f ms, "
-                 "median layer spread %.0f%%", len(layers), len(stats), measurement["seconds"], measurement["threads"],
-                 conditions["loadavg_1_5_15"], full, table.overhead * 1e3, 100 * measurement["layer_spread_median"])
+        table = cls(layers, 0.0, net=net, device=str(device), batch_size=batch_size, round_to=net.round_to,
+                    max_points=max_points, runtime=runtime, full_latency=full.median_ms / 1e3, measurement=measurement)
+        sums = np.array([table.predict(c) for c in calibration])
+        measured = np.array([stats[f"{_FULL} {i}"].median_ms / 1e3 for i in range(len(calibration))])
+        table.scale, table.overhead = _fit(sums, measured)
+        predicted = np.array([table.predict(c) for c in calibration])
+        measurement["calibration"] = {
+            "counts": [list(map(int, c)) for c in calibration], "measured_ms": (1e3 * measured).tolist(),
+            "layer_sum_ms": (1e3 * sums).tolist(),
+            "median_abs_error": float(np.median(np.abs(predicted - measured) / measured)),
+        }
+        log.info("latency table: %d layers, %d timings in %.2fs (%s, %s threads, load %s); full model %s; fit "
+                 "scale %.3f, overhead %.3f ms, median error on the %d whole models %.1f%%", len(layers), len(stats),
+                 measurement["seconds"], runtime, threads, conditions["loadavg_1_5_15"], full, table.scale,
+                 table.overhead * 1e3, len(calibration), 100 * measurement["calibration"]["median_abs_error"])
         if table.noisy:
             log.warning("the latency table was measured under noisy conditions (full model %s, %d of %d layer timings "
                         "noisy): the latency budget may not hold on an idle machine; re-measure it on a quiet machine "
                         "and reuse it with protocol.latency_table.path=<latency_table.json>",
-                        full, measurement["noisy_layer_timings"], len(stats) - 1)
+                        full, measurement["noisy_layer_timings"], len(layer_stats))
         return table
 
     @property
@@ -200,11 +261,11 @@ class LatencyTable:
     # -- prediction --------------------------------------------------------------------------------------
     def predict_layers(self, channels: Mapping[str, tuple[int, int]]) -> float:
         """Seconds for explicit per-layer (in, out) channels; layers not given run at full size."""
-        total = self.overhead
+        total = 0.0
         for name, layer in self.layers.items():
             c_in, c_out = channels.get(name, (layer.in_values[-1], layer.out_values[-1]))
             total += layer.predict(c_in, c_out)
-        return total
+        return self.scale * total + self.overhead
 
     def predict(self, counts: Sequence[int]) -> float:
         """Predicted seconds per forward of the network pruned to ``counts`` channels per group."""
@@ -217,10 +278,14 @@ class LatencyTable:
         """A JSON-able description (for caching the table in a run dir), with how and where it was measured."""
         return {
             "version": FORMAT_VERSION,
+            "identity": self.identity,
+            "runtime": self.runtime,
             "device": self.device,
             "batch_size": self.batch_size,
-            "grid": list(self.grid),
+            "round_to": self.round_to,
+            "max_points": self.max_points,
             "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "scale": self.scale,
             "overhead": self.overhead,
             "full_latency": self.full_latency,
             "measurement": self.measurement,
@@ -235,12 +300,18 @@ class LatencyTable:
         """Rebuild a table from ``to_dict()``; with ``net``, check it describes that network."""
         if not isinstance(data, Mapping):
             raise LatencyTableError(f"a latency table is a JSON object, got {type(data).__name__}")
-        if data.get("version") != FORMAT_VERSION:
-            raise LatencyTableError(f"unsupported latency table version {data.get('version')!r}; expected {FORMAT_VERSION}")
+        if data.get("version") not in READABLE_VERSIONS:
+            raise LatencyTableError(f"unsupported latency table version {data.get('version')!r}; expected one of "
+                                    f"{list(READABLE_VERSIONS)}")
         try:
             layers = {str(name): _layer_from_dict(str(name), t) for name, t in data["layers"].items()}
             overhead, batch_size = float(data["overhead"]), int(data["batch_size"])
-            grid = [float(g) for g in data["grid"]]
+            scale, round_to = float(data.get("scale", 1.0)), int(data.get("round_to", 1))
+            max_points = data.get("max_points")
+            max_points = None if max_points is None else int(max_points)
+            runtime, identity = str(data.get("runtime", "torch")), data.get("identity") or {}
+            if not isinstance(identity, Mapping):
+                raise TypeError(f"identity is a {type(identity).__name__}, not an object")
             full = data.get("full_latency")
             full = None if full is None else float(full)
             shape = data.get("input_shape")
@@ -252,10 +323,12 @@ class LatencyTable:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise LatencyTableError(f"malformed latency table: {type(e).__name__}: {e}") from None
-        if not math.isfinite(overhead) or overhead < 0:
-            raise LatencyTableError(f"latency table overhead must be finite and >= 0, got {overhead}")
-        return cls(layers, overhead, net=net, device=str(data["device"]), batch_size=batch_size, grid=grid,
-                   full_latency=full, input_shape=shape, measurement=measurement)
+        if not math.isfinite(overhead) or not math.isfinite(scale) or scale <= 0:
+            raise LatencyTableError(f"latency table overhead must be finite and scale finite and > 0, got {overhead}, "
+                                    f"{scale}")
+        return cls(layers, overhead, net=net, device=str(data["device"]), batch_size=batch_size, round_to=round_to,
+                   max_points=max_points, runtime=runtime, scale=scale, full_latency=full, input_shape=shape,
+                   measurement=measurement, identity=identity)
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON to a new file (an existing file is never overwritten)."""
@@ -275,11 +348,13 @@ class LatencyTable:
         *,
         device: torch.device | str | None = None,
         batch_size: int | None = None,
+        expect: Mapping[str, Any] | None = None,
     ) -> LatencyTable:
         """Read a table saved by ``save()`` (or a search's ``latency_table.json``) and check it fits ``net``.
 
         Refused with a LatencyTableError naming the file when it is not a latency table, its layers or channel
-        counts differ from ``net``'s, or (when given) it was measured on another device type or batch size.
+        counts differ from ``net``'s, (when given) it was measured on another device type or batch size, or its
+        identity differs from ``expect`` (``table_identity``: another runtime, thread count, batch size, CPU, grid).
         """
         path = Path(path)
         if not path.is_file():
@@ -297,6 +372,13 @@ class LatencyTable:
                                     f"re-measure it on {device} (leave protocol.latency_table.path unset)")
         if batch_size is not None and int(batch_size) != table.batch_size:
             raise LatencyTableError(f"latency table {path} was measured at batch size {table.batch_size}, not {batch_size}")
+        if expect is not None:
+            differing = [f"{k}: table {table.identity.get(k)!r}, here {v!r}" for k, v in expect.items()
+                         if table.identity.get(k) != v]
+            if differing:
+                raise LatencyTableError(f"latency table {path} was measured under other conditions ({'; '.join(differing)})"
+                                        f": its latencies do not hold here; leave protocol.latency_table.path unset to "
+                                        f"measure (or reuse from the cache) a table for these conditions")
         log.info("latency table %s: measured %s", path, table.measurement.get("conditions", {}).get("timestamp", "(no record)"))
         return table
 
@@ -318,6 +400,112 @@ class LatencyTable:
                 )
 
 
+def architecture_key(net: PrunableNetwork) -> str:
+    """A hash of what a latency table depends on in the network: every timed layer's shape and the input size
+    (weights do not matter, so one table serves every checkpoint of an architecture)."""
+    parts = [list(net.input_shape[1:])]
+    for name, cost in sorted(net.costs.items()):
+        module = net.modules[name]
+        parts.append([name, type(module).__name__, cost.in_channels, cost.out_channels, cost.groups, list(cost.in_hw),
+                      str(getattr(module, "kernel_size", "")), str(getattr(module, "stride", "")), cost.macs])
+    parts.append([[g.root, g.channels] for g in net.groups])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def table_identity(net: PrunableNetwork, *, runtime: str, threads: int, batch_size: int,
+                   max_points: int) -> dict[str, Any]:
+    """The conditions a table's latencies hold under; a cached or given table must match them."""
+    from amc.measure.runtime import cpu_name
+
+    return {"architecture": architecture_key(net), "runtime": runtime, "threads": int(threads),
+            "batch_size": int(batch_size), "cpu": cpu_name(), "round_to": int(net.round_to),
+            "max_points": int(max_points)}
+
+
+def cached_table(net: PrunableNetwork, cache_dir: str | Path | None, *, runtime: str, threads: int, batch_size: int,
+                 max_points: int, **measure_kwargs: Any) -> LatencyTable:
+    """The table for ``net`` under these conditions: from ``cache_dir`` when measured before, else measured now
+    (and saved there). ``cache_dir`` None: always measure."""
+    identity = table_identity(net, runtime=runtime, threads=threads, batch_size=batch_size, max_points=max_points)
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+        path = Path(cache_dir) / f"{runtime}-{digest}.json"
+        if path.is_file():
+            log.info("latency table from the cache: %s", path)
+            return LatencyTable.load(path, net, batch_size=batch_size, expect=identity)
+    table = LatencyTable.measure(net, runtime=runtime, threads=threads, batch_size=batch_size, max_points=max_points,
+                                 **measure_kwargs)
+    table.identity = identity
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(table.to_dict()))
+        tmp.replace(path)  # atomic: a concurrent search never reads half a table
+        log.info("latency table cached in %s", path)
+    return table
+
+
+def grid_points(channels: int, round_to: int, max_points: int) -> list[int]:
+    """The channel counts a table times for a dimension of ``channels``: the counts on the grid of ``round_to`` (and
+    all channels), at most ``max_points`` of them, evenly spread, always the smallest and all."""
+    from amc.pruning.budget import channel_candidates
+
+    values = channel_candidates(channels, round_to)
+    if len(values) <= max_points:
+        return values
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, max_points)).astype(int))
+    return [values[i] for i in picks]
+
+
+def _calibration_counts(net: PrunableNetwork, n: int, seed: int) -> list[list[int]]:
+    """Group channel counts of the whole models the fit is made on: all channels, uniform widths, random grid counts."""
+    from amc.pruning.budget import channel_candidates
+
+    full = [g.channels for g in net.groups]
+    counts = [full]
+    uniform = [0.75, 0.5, 0.3, 0.2][: max(0, n // 2)]
+    counts += [net.channel_counts([k] * net.num_groups) for k in uniform]
+    rng = np.random.default_rng(seed)
+    while len(counts) < n + 1:
+        level = rng.uniform(0.2, 1.0)  # a random overall width, each group's count on the grid around it
+        row = []
+        for g in net.groups:
+            values = channel_candidates(g.channels, net.round_to)
+            i = np.searchsorted(values, level * rng.uniform(0.7, 1.3) * g.channels)
+            row.append(values[min(int(i), len(values) - 1)])
+        counts.append(row)
+    return counts
+
+
+def _pruned_for_timing(net: PrunableNetwork, counts: Sequence[int]) -> nn.Module:
+    """``net.model`` pruned to ``counts`` (the first channels of each group: weights do not change latency)."""
+    from amc.pruning.surgery import prune_copy
+
+    return prune_copy(net, [torch.arange(n) for n in counts]).eval()
+
+
+def _fit(sums: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """``measured ~ scale * sums + overhead`` by least squares, with scale > 0 (else scale 1 and the mean offset)."""
+    if len(sums) >= 2 and np.ptp(sums) > 0:
+        scale, overhead = np.polyfit(sums, measured, 1)
+        if scale > 0:
+            return float(scale), float(overhead)
+    return 1.0, float(np.mean(measured - sums))
+
+
+def _compute_seconds(stats: Mapping[str, Any], key: str, reference: str | None) -> float:
+    """A standalone layer's median seconds, less the bare session call of its input shape when there is one (a
+    whole model pays that once, not once per layer)."""
+    seconds = stats[key].median_ms / 1e3
+    return seconds if reference is None else max(0.0, seconds - stats[reference].median_ms / 1e3)
+
+
+def _forward(layer: nn.Module, shape: tuple[int, ...], device: torch.device) -> Callable[[], object]:
+    x = torch.randn(shape, device=device)
+    return lambda: layer(x)
+
+
 def _layer_from_dict(name: str, t: Mapping[str, Any]) -> LayerLatency:
     in_values, out_values = [int(v) for v in t["in"]], [int(v) for v in t["out"]]
     seconds = [[float(v) for v in row] for row in t["seconds"]]
@@ -333,10 +521,6 @@ def _layer_from_dict(name: str, t: Mapping[str, Any]) -> LayerLatency:
 
 def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
-
-
-def _scaled(channels: int, grid: Sequence[float]) -> list[int]:
-    return sorted({max(1, round(f * channels)) for f in grid})
 
 
 def _standalone(

@@ -67,10 +67,12 @@ class ResourceBudget:
         floor = self._floor
         if floor > self.limit:
             smallest = math.ceil(floor / self.original * 1e4) / 1e4  # rounded up, so it is itself reachable
+            speedup = f" (a speedup of at most {1 / smallest:.2f}x)" if self.resource == "latency" else ""
+            finer = f", or a finer channel grid than round_to={self.net.round_to}" if self.net.round_to > 1 else ""
             raise ValueError(
                 f"budget unreachable: target_ratio={self.target_ratio} of {self.resource}, but with every group at "
-                f"lbound the smallest reachable ratio is {smallest:.4f} (lbound={self.lbound}, "
-                f"round_to={self.net.round_to}); raise the target or lower lbound"
+                f"lbound the smallest reachable ratio is {smallest:.4f}{speedup} (lbound={self.lbound}, "
+                f"round_to={self.net.round_to}); raise the target or lower lbound{finer}"
             )
 
     def with_target(self, target_ratio: float) -> ResourceBudget:

@@ -21,7 +21,8 @@ def solve_uniform(net: PrunableNetwork, target_macs_ratio: float, *, lbound: flo
         at = f"lbound={lbound}" if lbound > 0 else f"one channel per group (round_to={net.round_to})"
         raise ValueError(
             f"target_macs_ratio {target_macs_ratio} is unreachable for this model: keeping {at} still leaves "
-            f"{floor:.4f} of the MACs (unprunable layers)"
+            f"{floor:.4f} of the MACs (unprunable layers"
+            + (", or a channel grid too coarse for this model: try round_to=1)" if net.round_to > 1 else ")")
         )
     return solve_heuristic(net, "uniform", cost=net.predict_macs, limit=target_macs_ratio * net.original_macs,
                            lbound=lbound)
