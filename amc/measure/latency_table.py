@@ -231,7 +231,7 @@ class LatencyTable:
         measured = np.array([stats[f"{_FULL} {i}"].median_ms / 1e3 for i in range(len(calibration))])
         table.scale, table.overhead = _fit(sums, measured)
         predicted = np.array([table.predict(c) for c in calibration])
-        measurement["calibration"] = {
+        table.measurement["calibration"] = {
             "counts": [list(map(int, c)) for c in calibration], "measured_ms": (1e3 * measured).tolist(),
             "layer_sum_ms": (1e3 * sums).tolist(),
             "median_abs_error": float(np.median(np.abs(predicted - measured) / measured)),
@@ -239,7 +239,7 @@ class LatencyTable:
         log.info("latency table: %d layers, %d timings in %.2fs (%s, %s threads, load %s); full model %s; fit "
                  "scale %.3f, overhead %.3f ms, median error on the %d whole models %.1f%%", len(layers), len(stats),
                  measurement["seconds"], runtime, threads, conditions["loadavg_1_5_15"], full, table.scale,
-                 table.overhead * 1e3, len(calibration), 100 * measurement["calibration"]["median_abs_error"])
+                 table.overhead * 1e3, len(calibration), 100 * table.measurement["calibration"]["median_abs_error"])
         if table.noisy:
             log.warning("the latency table was measured under noisy conditions (full model %s, %d of %d layer timings "
                         "noisy): the latency budget may not hold on an idle machine; re-measure it on a quiet machine "
@@ -486,12 +486,15 @@ def _pruned_for_timing(net: PrunableNetwork, counts: Sequence[int]) -> nn.Module
 
 
 def _fit(sums: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
-    """``measured ~ scale * sums + overhead`` by least squares, with scale > 0 (else scale 1 and the mean offset)."""
+    """``measured ~ scale * sums + overhead`` by least squares with scale > 0 and overhead >= 0 (a negative overhead
+    would predict a negative latency for a small enough model): through the origin when the free fit's is negative."""
     if len(sums) >= 2 and np.ptp(sums) > 0:
         scale, overhead = np.polyfit(sums, measured, 1)
-        if scale > 0:
+        if scale > 0 and overhead >= 0:
             return float(scale), float(overhead)
-    return 1.0, float(np.mean(measured - sums))
+    if float(np.dot(sums, sums)) > 0:
+        return float(np.dot(sums, measured) / np.dot(sums, sums)), 0.0
+    return 1.0, float(max(0.0, np.mean(measured - sums)))
 
 
 def _compute_seconds(stats: Mapping[str, Any], key: str, reference: str | None) -> float:

@@ -148,13 +148,40 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], *, opset: int = OP
             torch.onnx.export(model, (dummy,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                               opset_version=opset, dynamo=False)
-    except Exception as e:  # the exporter raises many types; the message names the layer / operator
-        raise RuntimeUnavailable(f"{type(model).__name__} cannot be exported to ONNX: {type(e).__name__}: "
+    except Exception as e:  # the exporter raises many types; its message names the operator, we find the layer
+        layer = _failing_layer(model, dummy, opset)
+        where = f" (layer {layer!r})" if layer else ""
+        raise RuntimeUnavailable(f"{type(model).__name__} cannot be exported to ONNX{where}: {type(e).__name__}: "
                                  f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}; measure it in eager "
                                  f"PyTorch with runtime=torch") from e
     finally:
         model.train(was_training)
     return buffer.getvalue()
+
+
+def _failing_layer(model: nn.Module, x: torch.Tensor, opset: int) -> str | None:
+    """The deepest submodule that does not export on its own (with the input it gets in ``model``), or None."""
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda _, args, name=name: inputs.setdefault(name, args[0])
+                                         if len(args) == 1 and isinstance(args[0], torch.Tensor) else None)
+             for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception:  # the model does not even run: nothing to localise
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    modules = dict(model.named_modules())
+    for name in sorted(inputs, key=lambda n: -n.count(".")):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(modules[name], (inputs[name],), io.BytesIO(), opset_version=opset, dynamo=False)
+        except Exception:
+            return name
+    return None
 
 
 def onnx_session(model_bytes: bytes, *, threads: int) -> Any:

@@ -14,7 +14,7 @@ python=${PYTHON:-.venv/bin/python}
 mkdir -p "$dst"
 cp "$src"/{comparison.md,summary.json,best_plan.json,episodes.jsonl} "$dst"/
 [ -d "$src/.hydra" ] && cp -r "$src/.hydra" "$dst/.hydra"   # amc.report reads budget and seed from it
-for f in settings.json actor.json actor.safetensors; do [ -f "$src/$f" ] && cp "$src/$f" "$dst/"; done
+for f in settings.json actor.json actor.safetensors latency.json latency_table.json; do [ -f "$src/$f" ] && cp "$src/$f" "$dst/"; done
 for m in "$src"/compare/*/; do
   [ -d "$m" ] || continue
   mkdir -p "$dst/compare/$(basename "$m")"
