@@ -30,7 +30,13 @@ from amc.cli import (
 )
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import machine_conditions
-from amc.measure.runtime import add_latency_figures, describe_conditions, measure_runtime_latencies, runtime_conditions
+from amc.measure.runtime import (
+    add_latency_figures,
+    describe_conditions,
+    export_onnx,
+    measure_runtime_latencies,
+    runtime_conditions,
+)
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
@@ -54,6 +60,8 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
     net = PrunableNetwork(base, input_shape, exclude=list(cfg.exclude), round_to=cfg.round_to,
                           graph_time_limit=cfg.graph_time_limit)
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
+    if cfg.runtime == "onnxruntime":  # a model the exporter cannot convert fails now, not after the calibration
+        export_onnx(base, input_shape)
     if cfg.plan:
         plan = PruningPlan.load(cfg.plan)
         check_plan(plan, net, base_info["checksum"])

@@ -49,6 +49,7 @@ from amc.measure.latency_table import LatencyTable, cached_table, table_identity
 from amc.measure.runtime import (
     add_latency_figures,
     describe_conditions,
+    export_onnx,
     latency_key,
     measure_runtime_latencies,
     runtime_conditions,
@@ -320,6 +321,8 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                                      model_spec=user_model_spec(cfg, data))
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to,
                           graph_time_limit=e.get("graph_time_limit"))
+    if cfg.runtime == "onnxruntime":  # a model the exporter cannot convert fails now, not after the search
+        export_onnx(base, net.input_shape)
     table = build_latency_table(cfg, net, device, run_dir) if p.resource == "latency" else None
     budget = None
     if p.resource is not None:

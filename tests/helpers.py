@@ -121,3 +121,17 @@ class ShuffleNet(nn.Module):
 
     def forward(self, x):
         return self.fc(self.head(self.units(self.stem(x))).mean((2, 3)))
+
+
+class CumMax(nn.Module):
+    """A layer onnx cannot export (no symbolic for aten::cummax at opset 17)."""
+
+    def forward(self, x):
+        return torch.cummax(x, 1)[0]
+
+
+def cummax_net(in_channels: int = 3, num_classes: int = 4) -> nn.Module:
+    """``tiny_net`` with a layer the ONNX exporter cannot convert: ``tests.helpers.cummax_net``."""
+    net = tiny_net(in_channels, num_classes, width=8)
+    net[2] = nn.Sequential(nn.ReLU(), CumMax())
+    return net

@@ -254,3 +254,15 @@ def test_prune_and_apply_put_counts_on_the_grid(tmp_path: Path) -> None:
     assert row["channels"] == fine.__class__(net.model, INPUT, round_to=grid).channel_counts(
         [n / g.channels for n, g in zip(odd, fine.groups)])
     assert _on_grid(row["channels"], net) and row["channels"] != odd
+
+
+def test_a_search_on_a_model_onnx_cannot_export_stops_before_the_search(tmp_path: Path) -> None:
+    from amc.search import run
+    from tests.helpers import cummax_net
+
+    path = tmp_path / "m.pth"
+    torch.save(cummax_net().state_dict(), path)
+    cfg = _compose("search", [*SMALL, f"checkpoint={path}", "model._target_=tests.helpers.cummax_net"])
+    with pytest.raises(rt.RuntimeUnavailable, match=r"\(layer '2\.1'\).*aten::cummax.*runtime=torch"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "episodes.jsonl").exists()
