@@ -34,7 +34,10 @@ def resolve_runtime_settings(cfg: DictConfig, round_to_key: str) -> None:
     """Resolve ``runtime`` (``auto``: onnxruntime when installed, else torch) and the channel grid at
     ``round_to_key`` (``auto``: the runtime's grid on this CPU) in place, so a run dir records what was used."""
     runtime = resolve_runtime(str(cfg.get("runtime") or "auto"))
-    round_to = resolve_round_to(OmegaConf.select(cfg, round_to_key), runtime)
+    try:
+        round_to = resolve_round_to(OmegaConf.select(cfg, round_to_key), runtime)
+    except ValueError as e:
+        raise ValueError(f"{round_to_key}: {e}") from None
     with open_dict(cfg):
         cfg.runtime = runtime
         OmegaConf.update(cfg, round_to_key, round_to, merge=False)

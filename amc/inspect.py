@@ -28,7 +28,7 @@ from amc.pruning.groups import PrunableNetwork
 def describe(net: PrunableNetwork, name: str) -> dict[str, Any]:
     """Plain data about ``net``'s prunable and frozen groups."""
     return {
-        "model": name, "macs": net.original_macs, "params": net.original_params,
+        "model": name, "macs": net.original_macs, "params": net.original_params, "round_to": net.round_to,
         "groups": [{"index": g.index, "root": g.root, "channels": g.channels,
                     "layers": list(dict.fromkeys((*g.producers, *g.consumers))),
                     "macs_share": g.macs / net.original_macs} for g in net.groups],
@@ -44,7 +44,8 @@ def _layers(layers: list[str], limit: int = 4) -> str:
 def format_inspection(info: dict[str, Any]) -> str:
     """The report ``amc.inspect`` prints."""
     lines = [f"{info['model']}: {len(info['groups'])} prunable group(s), {len(info['frozen'])} frozen; "
-             f"{info['macs'] / 1e6:.2f} M MACs, {info['params'] / 1e6:.3f} M params", "",
+             f"{info['macs'] / 1e6:.2f} M MACs, {info['params'] / 1e6:.3f} M params; channel counts on a grid of "
+             f"{info.get('round_to', 1)} (round_to)", "",
              "| # | root layer | channels | MACs of its layers | coupled layers |", "|---:|---|---:|---:|---|"]
     lines += [f"| {g['index']} | {g['root']} | {g['channels']} | {100 * g['macs_share']:.1f}% | {_layers(g['layers'])} |"
               for g in info["groups"]]
