@@ -1,5 +1,7 @@
-"""Uniform pruning at a MACs target on channel grid 1 and on the runtime's grid: speedups over the original in
-onnxruntime and eager PyTorch, every variant of a model timed in one interleaved block (warm caches).
+"""Uniform pruning and AMC's committed plan at a MACs target on channel grid 1 and on the runtime's grid: speedups over
+the original in onnxruntime and eager PyTorch, every variant of a model timed in one interleaved block (warm caches).
+The plans were searched on grid 1; on the runtime's grid their counts are rounded onto it through the MACs wall, as
+``amc.apply plan=...`` does.
 
     python experiments/deploy/benchmark_uniform_grid.py [--models resnet20 resnet56 mobilenet_v2] [--target 0.5]
         [--batch-sizes 1 64] [--threads 1] [--out experiments/results/deploy/uniform_grid]
@@ -18,11 +20,25 @@ import torch
 from amc.checkpoint import load_model
 from amc.measure.latency import machine_conditions
 from amc.measure.runtime import default_round_to, latency_key, measure_runtime_latencies, runtime_conditions
-from amc.pruning.groups import PrunableNetwork
+from amc.pruning.budget import ResourceBudget
+from amc.pruning.groups import PrunableNetwork, round_channels
 from amc.pruning.surgery import prune_copy
 from amc.pruning.uniform import solve_uniform
 
 ROOT = Path(__file__).resolve().parents[2]
+PLANS = {"resnet20": "experiments/results/resnet20_fmnist_macs50/seed0/best_plan.json",
+         "resnet56": "experiments/results/resnet56_fmnist_macs50/seed0/best_plan.json",
+         "mobilenet_v2": "experiments/results/mobilenet_v2_fmnist_macs50/seed0/best_plan.json"}
+
+
+def plan_counts(net: PrunableNetwork, path: Path, target: float) -> list[int]:
+    """A plan's channel counts on ``net``'s grid: rounded there and capped by the MACs wall at ``target``."""
+    planned = [g["kept_channels"] for g in json.loads(path.read_text())["groups"]]
+    budget = ResourceBudget(net, "macs", target, 0.05)
+    counts: list[int] = []
+    for n, g in zip(planned, net.groups):
+        counts.append(budget.cap(counts, round_channels(n / g.channels, g.channels, net.round_to)))
+    return counts
 
 
 def main() -> None:
@@ -49,6 +65,12 @@ def main() -> None:
             label = f"uniform, grid {round_to}"
             variants[label] = prune_copy(net, [torch.arange(n) for n in policy.counts]).eval()
             rows[label] = {"counts": policy.counts, "macs_ratio": net.predict_macs(policy.counts) / net.original_macs}
+            if name in PLANS and (ROOT / PLANS[name]).is_file():
+                counts = plan_counts(net, ROOT / PLANS[name], args.target)
+                label = f"AMC plan, grid {round_to}"
+                variants[label] = prune_copy(net, [torch.arange(n) for n in counts]).eval()
+                rows[label] = {"counts": counts, "macs_ratio": net.predict_macs(counts) / net.original_macs,
+                               "plan": PLANS[name]}
         stats = measure_runtime_latencies(variants, (1, 1, 28, 28), runtimes=runtimes, batch_sizes=args.batch_sizes,
                                           threads=args.threads, repeats=args.repeats)
         for label, row in rows.items():
@@ -68,7 +90,8 @@ def main() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         keys = [latency_key(rt, b) for rt in runtimes for b in args.batch_sizes]
         c = results["conditions"]
-        lines = [f"# Uniform pruning at {args.target} MACs: channel grid 1 vs the runtime's grid ({grid})", "",
+        lines = [f"# Uniform pruning and AMC's plan at {args.target} MACs: channel grid 1 vs the runtime's grid ({grid})",
+                 "", "AMC plans (searched on grid 1): " + ", ".join(f"{k} `{v}`" for k, v in PLANS.items()) + ".", "",
                  f"Speedup = original latency / pruned latency, all variants of a model in one interleaved block "
                  f"(warm caches), {args.threads} thread(s). onnxruntime {c.get('onnxruntime_version')}, torch "
                  f"{c.get('torch_version')}, CPU {c.get('cpu')}; load before {c.get('loadavg_1_5_15')}, after "
