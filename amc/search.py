@@ -61,12 +61,13 @@ from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
 from amc.pruning.selection import CRITERIA
+from amc.pruning.sensitivity import monotone_scores, probe_widths, solve_threshold
 from amc.report import format_table
 from amc.rewards import get_reward
 from amc.search_log import EpisodeLog
 
 log = logging.getLogger(__name__)
-METHODS = ("amc", "random", *HEURISTICS)
+METHODS = ("amc", "random", "sensitivity", *HEURISTICS)
 
 
 @dataclass
@@ -201,7 +202,7 @@ def check_agent(a: DictConfig) -> None:
 
 # -- run dirs: never clobber a finished run; resume only what was started with the same settings -------------------
 SETTINGS_FILE = "settings.json"  # the settings that define a search, written once when a run starts
-DEFINING = ("checkpoint", "data", "protocol", "env", "agent", "seed", "method")
+DEFINING = ("checkpoint", "data", "protocol", "env", "agent", "seed", "method", "sensitivity")
 RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 
@@ -213,7 +214,7 @@ RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.s
 # settings added after runs were recorded without them: absent in a recorded run means this value
 ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None,
                   "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500,
-                  "env.n_envs": 1}
+                  "env.n_envs": 1, "sensitivity.points": 8}
 
 
 def defining_settings(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -500,6 +501,33 @@ def run_heuristic(cfg: DictConfig, setup: Setup, episode_log: EpisodeLog) -> Non
     episode_log.record(setup.env.play_counts(policy.counts, seed=cfg.seed))  # exact counts, same wall and evaluation
 
 
+def run_sensitivity(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
+    """ModelOpt FastNAS / AIMET style: every group scored alone at ``sensitivity.points`` widths (the others
+    unpruned, no wall), then the smallest global score-drop threshold that meets the budget; its policy is played
+    through the env like any baseline's. The probes go to ``sensitivity.jsonl``; their count is the method's cost."""
+    e, net, env = cfg.env, setup.net, setup.env
+    full = [g.channels for g in net.groups]
+    points = int(cfg.get("sensitivity", {}).get("points", 8))
+    base = env.play_counts(full, seed=cfg.seed, wall=False)["reward"]
+    scores, evaluations = [], 1
+    with (run_dir / "sensitivity.jsonl").open("w", encoding="utf-8") as f:
+        for i, g in enumerate(net.groups):
+            group = {g.channels: base}
+            for width in probe_widths(g.channels, net.round_to, e.lbound, points):
+                info = env.play_counts([*full[:i], width, *full[i + 1:]], seed=cfg.seed, wall=False)
+                group[width], evaluations = info["reward"], evaluations + 1
+                f.write(json.dumps({"group": i, "root": g.root, "channels": width, "reward": info["reward"]}) + "\n")
+            scores.append(monotone_scores(group))
+            log.info("sensitivity: group %d/%d (%s) scored at %d widths", i + 1, net.num_groups, g.root, len(group) - 1)
+    if setup.budget is not None:
+        cost, limit = setup.budget.cost, setup.budget.limit
+    else:
+        cost, limit = net.predict_macs, cfg.protocol.target * net.original_macs
+    policy = solve_threshold(scores, full, base, cost=cost, limit=limit)
+    info = env.play_counts(policy.counts, seed=cfg.seed)
+    episode_log.record({**info, "evaluations": evaluations + 1, "threshold": policy.threshold})
+
+
 def final_images(cfg: DictConfig) -> int | None:
     """Images per split for the final figures (``final_eval.images``; None: all of them)."""
     images = cfg.final_eval.get("images")
@@ -545,6 +573,7 @@ def final_evaluation(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
         "test_acc": evaluate_accuracy(result.model, setup.data, split="test", device=setup.device, limit=final_images(cfg)),
         "best_reward": best["reward"], "best_episode": best["episode"], "episodes": episode_log.episode,
         "keep_ratios": result.keep_ratios, "channels": result.channels, "final_eval_images": final_images(cfg),
+        **{k: best[k] for k in ("evaluations", "threshold") if k in best},  # the sensitivity method's cost
     }
     if setup.latency_table is not None:
         row["predicted_latency_ms"] = 1e3 * setup.latency_table.predict(result.channels)
@@ -596,6 +625,8 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
         episode_log.resume_from_file()
         if cfg.method == "random":
             run_random(cfg, setup, run_dir, episode_log)
+        elif cfg.method == "sensitivity" and episode_log.episode == 0:
+            run_sensitivity(cfg, setup, run_dir, episode_log)
         elif episode_log.episode == 0:
             run_heuristic(cfg, setup, episode_log)
     episode_log.close()

@@ -182,12 +182,13 @@ class ChannelPruningEnv(gym.Env):
         group = self.net.groups[self._t]
         return self._decide(round_channels(requested, group.channels, self.net.round_to), requested)
 
-    def play_counts(self, counts: Sequence[int], *, seed: int | None = None) -> dict[str, Any]:
+    def play_counts(self, counts: Sequence[int], *, seed: int | None = None, wall: bool = True) -> dict[str, Any]:
         """Play a whole episode with exact channel counts (a baseline's policy) and return its final info.
 
         Same path as ``step`` after the action is rounded: the budget wall caps each count, the network is pruned
         and evaluated the same way, and the info has the same keys (``requested_keep_ratios`` are ``counts``'
-        ratios). Each count must lie within the counts the action bounds allow (``count_bounds``).
+        ratios). Each count must lie within the counts the action bounds allow (``count_bounds``). ``wall=False``
+        scores the counts as they are, over budget or not (a sensitivity probe: one group pruned alone).
         """
         counts = self.engine.check_counts(counts)
         for i, (n, (lo, hi)) in enumerate(zip(counts, self.count_bounds())):
@@ -196,8 +197,12 @@ class ChannelPruningEnv(gym.Env):
                                  f"lbound={self.lbound}, rbound={self.rbound} allow [{lo}, {hi}]")
         self.reset(seed=seed)
         info: dict[str, Any] = {}
-        for n, g in zip(counts, self.net.groups):
-            _, _, _, _, info = self._decide(n, n / g.channels)
+        budget, self.budget = self.budget, (self.budget if wall else None)
+        try:
+            for n, g in zip(counts, self.net.groups):
+                _, _, _, _, info = self._decide(n, n / g.channels)
+        finally:
+            self.budget = budget
         return info
 
     def count_bounds(self) -> list[tuple[int, int]]:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from amc.measure.latency import NOISY_SPREAD, LatencyStats, machine_conditions, measure_latencies
+from amc.pruning.budget import grid_points
 from amc.pruning.groups import PrunableNetwork
 
 log = logging.getLogger(__name__)
@@ -444,18 +445,6 @@ def cached_table(net: PrunableNetwork, cache_dir: str | Path | None, *, runtime:
         tmp.replace(path)  # atomic: a concurrent search never reads half a table
         log.info("latency table cached in %s", path)
     return table
-
-
-def grid_points(channels: int, round_to: int, max_points: int) -> list[int]:
-    """The channel counts a table times for a dimension of ``channels``: the counts on the grid of ``round_to`` (and
-    all channels), at most ``max_points`` of them, evenly spread, always the smallest and all."""
-    from amc.pruning.budget import channel_candidates
-
-    values = channel_candidates(channels, round_to)
-    if len(values) <= max_points:
-        return values
-    picks = np.unique(np.round(np.linspace(0, len(values) - 1, max_points)).astype(int))
-    return [values[i] for i in picks]
 
 
 def _calibration_counts(net: PrunableNetwork, n: int, seed: int) -> list[list[int]]:

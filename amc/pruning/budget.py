@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from amc.pruning.groups import PrunableNetwork, round_channels
 
 if TYPE_CHECKING:
@@ -31,6 +33,16 @@ def channel_candidates(channels: int, round_to: int) -> list[int]:
         return [channels]
     values = list(range(round_to, channels + 1, round_to))
     return values if values[-1] == channels else [*values, channels]
+
+
+def grid_points(channels: int, round_to: int, max_points: int) -> list[int]:
+    """The channel counts a table times for a dimension of ``channels``: the counts on the grid of ``round_to`` (and
+    all channels), at most ``max_points`` of them, evenly spread, always the smallest and all."""
+    values = channel_candidates(channels, round_to)
+    if len(values) <= max_points:
+        return values
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, max_points)).astype(int))
+    return [values[i] for i in picks]
 
 
 class ResourceBudget:
