@@ -152,8 +152,8 @@ def check_common(cfg: DictConfig) -> None:
     require_batch_sizes(cfg.final_eval.latency_batch_sizes, "final_eval.latency_batch_sizes")
     if cfg.final_eval.get("latency_threads") is not None:
         require_positive_ints(cfg, "final_eval.latency_threads")
-    require_positive_ints(cfg, "final_eval.latency_repeats", "env.eval_batch_size", "env.calibration.num_images", "env.calibration.positions_per_image",
-                  "env.calibration.batch_size")
+    require_positive_ints(cfg, "final_eval.latency_repeats", "env.eval_batch_size", "env.calibration.num_images",
+                          "env.calibration.positions_per_image", "env.calibration.batch_size")
     p, e = cfg.protocol, cfg.env
     if not 0.0 < float(p.target) <= 1.0:
         raise ValueError(f"protocol.target must be in (0, 1], got {p.target}")
