@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -32,9 +31,11 @@ from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.latency import machine_conditions
 from amc.measure.runtime import (
     add_latency_figures,
+    comparison_runtimes,
     describe_conditions,
     export_onnx,
     measure_runtime_latencies,
+    resolve_threads,
     runtime_conditions,
 )
 from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
@@ -103,8 +104,8 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
         save_pruned(result.model, plan_out, output_dir / slug)
     # every variant's latency in one interleaved block (deployment runtime and eager PyTorch), so the figures share
     # the machine's load
-    runtimes = [cfg.runtime, *(["torch"] if cfg.runtime != "torch" and lat.eager else [])]
-    threads = int(lat.threads) if lat.get("threads") is not None else torch.get_num_threads()
+    runtimes = comparison_runtimes(cfg.runtime, eager=bool(lat.eager))
+    threads = resolve_threads(lat.get("threads"))
     conditions = {**machine_conditions(device), **runtime_conditions(cfg.runtime, threads)}
     stats = measure_runtime_latencies(models, input_shape, runtimes=runtimes, batch_sizes=list(lat.batch_sizes),
                                       threads=threads, warmup=lat.warmup, repeats=lat.repeats)

@@ -48,10 +48,12 @@ from amc.measure.latency import machine_conditions
 from amc.measure.latency_table import LatencyTable, cached_table, table_identity
 from amc.measure.runtime import (
     add_latency_figures,
+    comparison_runtimes,
     describe_conditions,
     export_onnx,
     latency_key,
     measure_runtime_latencies,
+    resolve_threads,
     runtime_conditions,
 )
 from amc.plan import make_plan, model_checksum, save_pruned
@@ -353,7 +355,7 @@ def build_latency_table(cfg: DictConfig, net: PrunableNetwork, device: torch.dev
     with), a given one (``protocol.latency_table.path``, refused if measured under other conditions), or from the
     cache (``cache_dir``), else measured now; saved in the run dir."""
     t, table_path = cfg.protocol.latency_table, run_dir / "latency_table.json"
-    threads = int(t.threads) if t.get("threads") is not None else torch.get_num_threads()
+    threads = resolve_threads(t.get("threads"))
     identity = table_identity(net, runtime=cfg.runtime, threads=threads, batch_size=t.batch_size,
                               max_points=t.max_points)
     if table_path.exists():
@@ -640,20 +642,14 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     return row, model
 
 
-def latency_runtimes(cfg: DictConfig) -> list[str]:
-    """The runtimes a comparison is timed in: ``cfg.runtime`` first, eager PyTorch beside onnxruntime."""
-    eager = cfg.runtime != "torch" and bool(cfg.final_eval.get("latency_eager", True))
-    return [cfg.runtime, *(["torch"] if eager else [])]
-
-
 def measure_table_latencies(cfg: DictConfig, setup: Setup, models: dict[str, torch.nn.Module],
                             rows: list[dict[str, Any]], run_dir: Path) -> str:
     """Latency of every variant of the table in ONE interleaved block at the end (round-robin, warm-up, median and
     inter-quartile spread, fixed threads), in the deployment runtime and eager PyTorch at every batch size, so all
     figures and speedups share the machine's load; conditions go to latency.json. Returns the conditions line."""
     f = cfg.final_eval
-    runtimes, batch_sizes = latency_runtimes(cfg), list(f.latency_batch_sizes)
-    threads = int(f.latency_threads) if f.get("latency_threads") is not None else torch.get_num_threads()
+    runtimes = comparison_runtimes(cfg.runtime, eager=bool(f.get("latency_eager", True)))
+    batch_sizes, threads = list(f.latency_batch_sizes), resolve_threads(f.get("latency_threads"))
     conditions = {**machine_conditions(setup.device), **runtime_conditions(cfg.runtime, threads)}
     stats = measure_runtime_latencies(models, setup.net.input_shape, runtimes=runtimes, batch_sizes=batch_sizes,
                                       threads=threads, warmup=f.latency_warmup, repeats=f.latency_repeats)

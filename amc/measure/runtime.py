@@ -119,6 +119,16 @@ def resolve_round_to(round_to: int | str, runtime: str) -> int:
     return round_to
 
 
+def comparison_runtimes(runtime: str, *, eager: bool) -> list[str]:
+    """The runtimes a comparison is timed in: ``runtime`` first, eager PyTorch beside onnxruntime when ``eager``."""
+    return [runtime, *(["torch"] if eager and runtime != "torch" else [])]
+
+
+def resolve_threads(threads: int | None) -> int:
+    """A latency measurement's intra-op threads: ``threads``, or torch's current count when None."""
+    return int(threads) if threads is not None else torch.get_num_threads()
+
+
 def runtime_conditions(runtime: str, threads: int) -> dict[str, Any]:
     """What a latency in ``runtime`` depends on besides the load: versions, options, CPU and its grid."""
     record: dict[str, Any] = {"runtime": runtime, "threads": threads, "cpu": cpu_name(),
