@@ -519,6 +519,7 @@ def run_sensitivity(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: E
                 info = env.play_counts([*full[:i], width, *full[i + 1:]], seed=cfg.seed, wall=False)
                 group[width], evaluations = info["reward"], evaluations + 1
                 f.write(json.dumps({"group": i, "root": g.root, "channels": width, "reward": info["reward"]}) + "\n")
+                f.flush()  # a probe costs seconds: the file shows the progress
             scores.append(monotone_scores(group))
             log.info("sensitivity: group %d/%d (%s) scored at %d widths", i + 1, net.num_groups, g.root, len(group) - 1)
     if setup.budget is not None:
