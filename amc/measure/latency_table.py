@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: eager PyTorch, fractions of the channels, no fitted scale
 _FULL = "full model"
-IDENTITY_FIELDS = ("architecture", "runtime", "threads", "batch_size", "cpu", "round_to", "max_points")
 
 
 class LatencyTableError(ValueError):
@@ -135,6 +134,7 @@ class LatencyTable:
             identity_onnx,
             layer_onnx,
             resolve_runtime,
+            resolve_threads,
             runtime_conditions,
         )
 
@@ -144,7 +144,7 @@ class LatencyTable:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         runtime = resolve_runtime(runtime)
         device = torch.device(device)
-        threads = int(threads) if threads is not None else torch.get_num_threads()
+        threads = resolve_threads(threads)
         start = time.perf_counter()
         conditions = {**machine_conditions(device), **runtime_conditions(runtime, threads)}
         prunable: dict[str, set[str]] = {}
@@ -180,7 +180,8 @@ class LatencyTable:
                                 fns[call] = forward_callable(layer, shape, runtime=runtime, threads=threads,
                                                              onnx_bytes=identity_onnx(shape))
                         else:
-                            fns[timed[key]] = _forward(layer.to(device), shape, device)
+                            fns[timed[key]] = forward_callable(layer.to(device), shape, runtime=runtime,
+                                                               threads=threads)
                     row.append(timed[key])
                 keys.append(row)
             entries[name] = (in_values, out_values, keys, depthwise)
@@ -188,11 +189,8 @@ class LatencyTable:
         whole: dict[str, Callable[[], object]] = {}
         for i, counts in enumerate(calibration):
             model = net.model if i == 0 else _pruned_for_timing(net, counts)
-            if runtime == "torch":
-                param = next(model.parameters(), None)
-                if param is not None and param.device.type != device.type:
-                    model = copy.deepcopy(model).to(device)  # never move the caller's model
-                model = copy.deepcopy(model).eval() if i == 0 else model.eval()
+            if runtime == "torch":  # a copy of the caller's model (never moved), the pruned copies as they are
+                model = (copy.deepcopy(model) if i == 0 else model).to(device).eval()
             whole[f"{_FULL} {i}"] = forward_callable(model, (batch_size, *net.input_shape[1:]), runtime=runtime,
                                                      threads=threads)
         log.info("latency table: timing %d layer configurations and %d whole models in %s (%d thread(s))",
@@ -491,11 +489,6 @@ def _compute_seconds(stats: Mapping[str, Any], key: str, reference: str | None) 
     whole model pays that once, not once per layer)."""
     seconds = stats[key].median_ms / 1e3
     return seconds if reference is None else max(0.0, seconds - stats[reference].median_ms / 1e3)
-
-
-def _forward(layer: nn.Module, shape: tuple[int, ...], device: torch.device) -> Callable[[], object]:
-    x = torch.randn(shape, device=device)
-    return lambda: layer(x)
 
 
 def _layer_from_dict(name: str, t: Mapping[str, Any]) -> LayerLatency:
