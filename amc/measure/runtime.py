@@ -264,8 +264,8 @@ def measure_runtime_latencies(
 def layer_onnx(layer: nn.Module, input_shape: Sequence[int]) -> bytes:
     """A one-node ONNX model of a standalone Conv2d or Linear layer (built directly: the exporter takes ~50x longer,
     and a latency table times hundreds of layers)."""
-    onnx, _ = require_onnx()
-    from onnx import TensorProto, helper, numpy_helper
+    require_onnx()
+    from onnx import helper, numpy_helper
 
     weight = layer.weight.detach().cpu().numpy().astype(np.float32)
     bias = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(np.float32)
@@ -286,12 +286,7 @@ def layer_onnx(layer: nn.Module, input_shape: Sequence[int]) -> bytes:
             nodes.append(helper.make_node("Add", ["xw", "B"], ["y"]))
     else:
         raise RuntimeUnavailable(f"cannot time a standalone {type(layer).__name__} in onnxruntime; use runtime=torch")
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    graph = helper.make_graph(nodes, "layer", [x], [y], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime builds
-    return model.SerializeToString()
+    return _one_input_model(nodes, input_shape, inits)
 
 
 def latency_key(runtime: str, batch_size: int) -> str:
@@ -333,12 +328,19 @@ def describe_conditions(conditions: Mapping[str, Any], runtimes: Sequence[str], 
 def identity_onnx(input_shape: Sequence[int]) -> bytes:
     """A one-node ONNX model that returns its input: what one session call costs besides the layer's compute (feeding
     the input, fetching the output, dispatch), subtracted from a standalone layer's timing."""
-    onnx, _ = require_onnx()
+    require_onnx()
+    from onnx import helper
+
+    return _one_input_model([helper.make_node("Identity", ["x"], ["y"])], input_shape)
+
+
+def _one_input_model(nodes: list[Any], input_shape: Sequence[int], initializers: Sequence[Any] = ()) -> bytes:
+    """A serialized ONNX model of ``nodes`` from float input ``x`` of ``input_shape`` to output ``y``."""
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
+    graph = helper.make_graph(nodes, "amc", [x], [y], initializer=list(initializers))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = min(model.ir_version, 9)
+    model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime builds
     return model.SerializeToString()
