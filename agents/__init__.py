@@ -15,7 +15,7 @@ from amc.agents.noise import TruncatedNormalNoise
 from amc.agents.policies import AMCSACPolicy, AMCTD3Policy, ScaledLRAdam
 from amc.agents.replay import EpisodeRewardReplayBuffer
 from amc.agents.state import load_policy_weights, load_resume_state, save_resume_state
-from amc.search_log import keep_ratio_image
+from amc.runs.search_log import keep_ratio_image
 
 __all__ = [
     "ALGOS",

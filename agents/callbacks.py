@@ -1,6 +1,6 @@
 """SB3 callbacks of an AMC search, one role each, joined by :class:`AMCCallback` (an SB3 ``CallbackList``).
 
-- :class:`EpisodeLogCallback`: finished episodes -> the :class:`~amc.search_log.EpisodeLog` (episodes.jsonl, best so
+- :class:`EpisodeLogCallback`: finished episodes -> the :class:`~amc.runs.search_log.EpisodeLog` (episodes.jsonl, best so
   far, progress bar or log lines, shared with the baselines); stops after ``total_episodes``.
 - :class:`TensorBoardCallback`: the ``amc/*`` curves (the baselines' code path and keys) and SB3's own ``train/*``,
   ``rollout/*`` and ``time/*``, all on one axis: the episode number.
@@ -25,7 +25,7 @@ from amc import compat
 from amc.agents.actor_io import save_actor
 from amc.agents.noise import TruncatedNormalNoise
 from amc.agents.state import save_resume_state
-from amc.search_log import EpisodeLog, jsonable, write_best_image, write_episode_scalars
+from amc.runs.search_log import EpisodeLog, jsonable, write_best_image, write_episode_scalars
 
 TB_ONLY = ("stdout", "log", "json", "csv")  # images and hparams only make sense in TensorBoard
 
@@ -55,7 +55,7 @@ class EpisodeAxisLogger(Logger):
 
 
 class SB3LoggerSink:
-    """A :class:`~amc.search_log.ScalarSink` on SB3's logger (images go to TensorBoard only)."""
+    """A :class:`~amc.runs.search_log.ScalarSink` on SB3's logger (images go to TensorBoard only)."""
 
     def __init__(self, logger: Logger) -> None:
         self.logger = logger

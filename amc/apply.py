@@ -10,7 +10,8 @@ Three sources of a policy, one run dir like a search's (``best/``, ``best_plan.j
   ``refine_sigma``) and keeps the best policy seen, the zero-shot one included.
 - ``plan=<plan.json>``: a plan's channel counts on a checkpoint of the same architecture with other weights; groups
   are matched by structure and channels re-selected on the new weights.
-- ``policy=uniform|deep|shallow``: a hand-made baseline through the same command.
+- ``policy=uniform|deep|shallow|sensitivity``: a hand-made baseline, or the sensitivity search, through the same
+  command.
 """
 
 from __future__ import annotations
@@ -28,27 +29,20 @@ from omegaconf import DictConfig, open_dict
 from stable_baselines3.common.callbacks import CallbackList
 
 from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_actor, load_policy_weights, make_agent
+from amc.artifacts.plan import PlanError, PruningPlan, check_plan_structure
 from amc.cli import PreflightCallback, user_errors
+from amc.cli.checks import check_common, check_workers, recorded_settings
+from amc.cli.compare import compare_and_report, evaluate_original
+from amc.cli.methods import evaluate_best, run_policy
+from amc.cli.setup import agent_env, build_setup
 from amc.envs.channel_pruning import TARGET_FIELD, observation_fields
-from amc.heuristics import HEURISTICS
-from amc.measure.accuracy import evaluate_accuracy
-from amc.plan import PlanError, PruningPlan, check_plan_structure
-from amc.search import (
-    Setup,
-    agent_env,
-    build_setup,
-    check_common,
-    check_workers,
-    compare_and_report,
-    final_evaluation,
-    final_images,
-    recorded_settings,
-    run_actor,
-    run_heuristic,
-)
-from amc.search_log import EpisodeLog
+from amc.pruning.heuristics import HEURISTICS
+from amc.runs.episodes import run_actor
+from amc.runs.search_log import EpisodeLog
+from amc.runs.setup import Setup
 
 log = logging.getLogger(__name__)
+POLICIES = (*HEURISTICS, "sensitivity")  # policy=<name>: one policy at the budget, no agent
 SOURCES = ("agent_run", "plan", "policy")  # `agent=` is the search's agent config group, hence agent_run
 RUN_MARKERS = ("summary.json", "episodes.jsonl")
 
@@ -58,7 +52,7 @@ def source_of(cfg: DictConfig) -> str:
     """Which of agent / plan / policy the command names (exactly one)."""
     given = [s for s in SOURCES if cfg.get(s)]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of agent_run=<search run dir>, plan=<plan.json> or policy=<{'|'.join(HEURISTICS)}>"
+        raise ValueError(f"give exactly one of agent_run=<search run dir>, plan=<plan.json> or policy=<{'|'.join(POLICIES)}>"
                          f"; got {', '.join(f'{s}={cfg[s]}' for s in given) or 'none'}")
     return given[0]
 
@@ -102,8 +96,8 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
                                     f"is missing")
     elif source == "plan" and not Path(str(cfg.plan)).is_file():
         raise FileNotFoundError(f"plan={cfg.plan} is not a file")
-    elif source == "policy" and cfg.policy not in HEURISTICS:
-        raise ValueError(f"unknown policy={cfg.policy!r}; expected one of {HEURISTICS}")
+    elif source == "policy" and cfg.policy not in POLICIES:
+        raise ValueError(f"unknown policy={cfg.policy!r}; expected one of {POLICIES}")
     if not isinstance(cfg.refine_episodes, int) or cfg.refine_episodes < 0:
         raise ValueError(f"refine_episodes must be an integer >= 0, got {cfg.refine_episodes!r}")
     if cfg.refine_episodes and source != "agent_run":
@@ -202,10 +196,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         cfg.method = method  # what final_evaluation records
     torch.manual_seed(cfg.seed)
     setup = build_setup(cfg, output_dir)
-    original = {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params}
-    for split in ("reward_val", "test"):
-        original[f"{split}_acc"] = evaluate_accuracy(setup.net.model, setup.data, split=split, device=setup.device,
-                                                     limit=final_images(cfg))
+    original = evaluate_original(cfg, setup)
     total = 1 + int(cfg.refine_episodes)
     episode_log = EpisodeLog(output_dir, method=method, total=total, progress=cfg.progress,
                              group_names=[g.root for g in setup.net.groups])
@@ -218,9 +209,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     elif source == "plan":
         episode_log.record(run_plan(cfg, setup))
     else:
-        run_heuristic(cfg, setup, episode_log)
+        run_policy(cfg, setup, output_dir, episode_log, str(cfg.policy))
     episode_log.close()
-    row, model = final_evaluation(cfg, setup, output_dir, episode_log)
+    row, model = evaluate_best(cfg, setup, output_dir, episode_log)
     row.update(source=source.removesuffix("_run"), source_path=str(cfg.get(source)), episodes=episode_log.episode,
                zero_shot_reward=json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])["reward"])
     (output_dir / "summary.json").write_text(json.dumps(row, indent=2))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from amc.artifacts.plan import PlanError, PruningPlan, load_base, rebuild_pruned, save_pruned
 from amc.cli import (
     PreflightCallback,
     build_data,
@@ -35,11 +36,10 @@ from amc.cli import (
 )
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
-from amc.plan import PlanError, PruningPlan, load_base, rebuild_pruned, save_pruned
-from amc.training import SCHEDULES, check_distillation, read_training_state, train_model
+from amc.training.loop import SCHEDULES, check_distillation, read_training_state, train_model
 
 log = logging.getLogger(__name__)
-STATE_DIR = "training_state"   # per-epoch training state (amc.training), for resume=
+STATE_DIR = "training_state"   # per-epoch training state (amc.training.loop), for resume=
 SETTINGS_FILE = "settings.json"  # what defines the run, written when it starts; a resume must repeat it
 OUTPUT_DIR = "finetuned"
 DEFINING = ("pruned", "base_checkpoint", "data", "epochs", "lr", "momentum", "weight_decay", "batch_size", "nesterov",

@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from amc.checkpoint import CheckpointError
+from amc.artifacts.checkpoint import CheckpointError
 from amc.cli import (
     build_data,
     load_checkpoint_for,
@@ -29,7 +29,8 @@ def describe(net: PrunableNetwork, name: str) -> dict[str, Any]:
     """Plain data about ``net``'s prunable and frozen groups."""
     return {
         "model": name, "macs": net.original_macs, "params": net.original_params, "round_to": net.round_to,
-        "groups": [{"index": g.index, "root": g.root, "channels": g.channels,
+        "prunable_macs_share": net.prunable_macs_share,
+        "groups": [{"index": g.index, "root": g.root, "channels": g.channels, "channel_groups": g.channel_groups,
                     "layers": list(dict.fromkeys((*g.producers, *g.consumers))),
                     "macs_share": g.macs / net.original_macs} for g in net.groups],
         "frozen": [{"root": f.root, "channels": f.channels, "layers": list(f.layers), "reason": f.reason}
@@ -41,14 +42,20 @@ def _layers(layers: list[str], limit: int = 4) -> str:
     return ", ".join(layers[:limit]) + (f" (+{len(layers) - limit})" if len(layers) > limit else "")
 
 
+def _per_group(group: dict[str, Any]) -> str:
+    groups = group.get("channel_groups", 1)
+    return f" ({groups} conv groups)" if groups > 1 else ""
+
+
 def format_inspection(info: dict[str, Any]) -> str:
     """The report ``amc.inspect`` prints."""
     lines = [f"{info['model']}: {len(info['groups'])} prunable group(s), {len(info['frozen'])} frozen; "
              f"{info['macs'] / 1e6:.2f} M MACs, {info['params'] / 1e6:.3f} M params; channel counts on a grid of "
-             f"{info.get('round_to', 1)} (round_to)", "",
+             f"{info.get('round_to', 1)} (round_to)",
+             f"prunable: {100 * info['prunable_macs_share']:.1f}% of the MACs are in layers that pruning can shrink", "",
              "| # | root layer | channels | MACs of its layers | coupled layers |", "|---:|---|---:|---:|---|"]
-    lines += [f"| {g['index']} | {g['root']} | {g['channels']} | {100 * g['macs_share']:.1f}% | {_layers(g['layers'])} |"
-              for g in info["groups"]]
+    lines += [f"| {g['index']} | {g['root']} | {g['channels']}{_per_group(g)} | {100 * g['macs_share']:.1f}% | "
+              f"{_layers(g['layers'])} |" for g in info["groups"]]
     if info["frozen"]:
         lines += ["", "Frozen (kept whole):", "", "| root layer | channels | coupled layers | reason |", "|---|---:|---|---|"]
         lines += [f"| {f['root']} | {f['channels']} | {_layers(f['layers'])} | {f['reason']} |" for f in info["frozen"]]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amc.report import job_config
+from amc.reporting.runs import job_config
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from amc.checkpoint import CheckpointError
+from amc.artifacts.checkpoint import CheckpointError
+from amc.artifacts.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
 from amc.cli import (
     PreflightCallback,
     build_data,
@@ -38,13 +39,12 @@ from amc.measure.runtime import (
     resolve_threads,
     runtime_conditions,
 )
-from amc.plan import PruningPlan, check_plan, make_plan, model_checksum, save_pruned
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
 from amc.pruning.selection import CRITERIA
-from amc.pruning.uniform import solve_uniform
-from amc.report import format_table
+from amc.pruning.uniform import check_uniform_reachable, solve_uniform
+from amc.reporting.table import format_table
 
 log = logging.getLogger(__name__)
 VARIANT_DIRS = ("selection_only", "reconstruction", "reconstruction_bn_recal")  # output dir per variant, in order
@@ -68,6 +68,7 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict]:
         check_plan(plan, net, base_info["checksum"])
         keep_ratios, method = plan.keep_ratios, f"plan {cfg.plan}"
     else:
+        check_uniform_reachable(net, cfg.target_macs_ratio, lbound=float(cfg.lbound))  # before the calibration
         uniform = solve_uniform(net, cfg.target_macs_ratio)  # the solver of `amc.search method=uniform` (lbound 0)
         keep_ratios, method = uniform.keep_ratios, f"uniform keep_ratio {uniform.keep_ratios[0]:.4f}"
     log.info("%s: %d groups, %s", spec["target"], net.num_groups, method)
@@ -131,6 +132,8 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
             raise FileNotFoundError(f"plan={cfg.plan} is not a file")
     elif not 0.0 < float(cfg.target_macs_ratio) <= 1.0:
         raise ValueError(f"target_macs_ratio must be in (0, 1], got {cfg.target_macs_ratio}")
+    if not 0.0 <= float(cfg.lbound) < 1.0:
+        raise ValueError(f"lbound must be in [0, 1) (the smallest uniform keep ratio accepted; 0: any), got {cfg.lbound}")
     if not Path(str(cfg.checkpoint)).is_file():
         raise CheckpointError(f"checkpoint {cfg.checkpoint} not found; train one with `python -m amc.train` or pass "
                               f"the path of a model.safetensors")

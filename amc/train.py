@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from amc.checkpoint import save_checkpoint
+from amc.artifacts.checkpoint import save_checkpoint
 from amc.cli import (
     PreflightCallback,
     build_data,
@@ -24,7 +24,7 @@ from amc.cli import (
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
-from amc.training import train_model
+from amc.training.loop import train_model
 
 log = logging.getLogger(__name__)
 

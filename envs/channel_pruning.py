@@ -22,13 +22,14 @@ from gymnasium import spaces
 
 from amc.data.base import DataSplits
 from amc.measure.accuracy import EarlyStop, evaluate_accuracy_adaptive
+from amc.measure.fast_paths import check_fast_paths
 from amc.measure.latency_table import LatencyTable
 from amc.measure.memory import release_memory
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.fold import conv_bn_pairs, fold_bn
 from amc.pruning.groups import PrunableNetwork, round_channels
-from amc.rewards import get_reward
+from amc.runs.rewards import get_reward
 
 OBS_FIELDS = ("t", "n", "c", "h", "w", "stride", "kernel", "macs", "reduced", "rest", "a_prev")
 OBS_DIM = len(OBS_FIELDS)
@@ -113,8 +114,10 @@ class ChannelPruningEnv(gym.Env):
         self.release_memory_per_episode = release_memory_per_episode
         self.early_stop_margin, self.early_stop_z = early_stop_margin, early_stop_z
         self.early_stop_min_images = early_stop_min_images
-        self.fold_pairs = conv_bn_pairs(net.model) if fold_bn else []  # (conv, bn) names folded in each copy
-        self.channels_last = bool(channels_last)
+        # (conv, bn) names folded in each evaluated copy, and its memory format: only where the model runs identically
+        images = next(data.batches(eval_split, batch_size=min(8, eval_batch_size)))[0].to(device)
+        self.fold_pairs, self.channels_last = check_fast_paths(
+            net.model, images, fold_pairs=conv_bn_pairs(net.model) if fold_bn else [], channels_last=bool(channels_last))
         self.best_accuracy: float | None = None  # of the episodes evaluated in full: the early stop's reference
         split_size = len(data.split(eval_split))
         self._eval_total = split_size if eval_images is None else min(eval_images, split_size)  # a full evaluation
@@ -180,7 +183,7 @@ class ChannelPruningEnv(gym.Env):
             raise ValueError("action is NaN")
         requested = self.action_to_keep(a)
         group = self.net.groups[self._t]
-        return self._decide(round_channels(requested, group.channels, self.net.round_to), requested)
+        return self._decide(round_channels(requested, group.channels, group.step), requested)
 
     def play_counts(self, counts: Sequence[int], *, seed: int | None = None, wall: bool = True) -> dict[str, Any]:
         """Play a whole episode with exact channel counts (a baseline's policy) and return its final info.
@@ -207,8 +210,7 @@ class ChannelPruningEnv(gym.Env):
 
     def count_bounds(self) -> list[tuple[int, int]]:
         """Per group, the smallest and largest channel count an action can ask for (lbound and rbound rounded)."""
-        r = self.net.round_to
-        return [(round_channels(self.lbound, g.channels, r), round_channels(self.rbound, g.channels, r))
+        return [(round_channels(self.lbound, g.channels, g.step), round_channels(self.rbound, g.channels, g.step))
                 for g in self.net.groups]
 
     def _decide(self, n: int, requested: float) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -25,7 +25,7 @@ BASELINES = Path("experiments/baselines/fashion_mnist")
 
 
 def bench_one(model_name: str, target: float, repeats: int, threads: int) -> dict:
-    from amc.checkpoint import load_checkpoint
+    from amc.artifacts.checkpoint import load_checkpoint
     from amc.data import fashion_mnist
     from amc.measure.accuracy import evaluate_accuracy
     from amc.models import build_model

@@ -46,7 +46,7 @@ BASELINES = Path("experiments/baselines/fashion_mnist")
 
 def build_env(model_name: str, *, target: float) -> tuple[nn.Module, DataSplits, PrunableNetwork, ChannelPruningEnv]:
     """The search's env on a committed baseline: (model, data, net, env)."""
-    from amc.checkpoint import load_checkpoint
+    from amc.artifacts.checkpoint import load_checkpoint
     from amc.data import fashion_mnist
     from amc.envs import ChannelPruningEnv
     from amc.pruning.budget import ResourceBudget

@@ -26,7 +26,8 @@ are reduced (a forward pass on 32x32 takes milliseconds) but each keeps its fami
 - ``ResNet20OptionA``: the widely used CIFAR ResNet-20 (3 stages x 3 basic blocks, widths 16/32/64) whose
   downsampling shortcut is option A: a ``LambdaLayer`` that subsamples and zero-pads the channels.
 
-``FAMILIES`` maps a short name to each class.
+``FAMILIES`` maps a short name to each class, those of ``tests/families_more.py`` (concatenations, grouped
+convolutions, dual paths, NAS cells) included.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tests.families_more import DPN, DLATree, Inception, PNASNet, ResNeXt
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -513,4 +516,9 @@ FAMILIES: dict[str, type[nn.Module]] = {
     "shufflenet_v2": ShuffleNetV2,
     "shufflenet_v2_slice": ShuffleNetV2Slice,
     "resnet20_option_a": ResNet20OptionA,
+    "inception": Inception,
+    "dla_tree": DLATree,
+    "resnext": ResNeXt,
+    "dpn": DPN,
+    "pnasnet": PNASNet,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amc.checkpoint import save_checkpoint
+from amc.artifacts.checkpoint import save_checkpoint
 from amc.models import build_model
 from tests.families import LambdaLayer, channel_shuffle
 
@@ -135,3 +135,32 @@ def cummax_net(in_channels: int = 3, num_classes: int = 4) -> nn.Module:
     net = tiny_net(in_channels, num_classes, width=8)
     net[2] = nn.Sequential(nn.ReLU(), CumMax())
     return net
+
+
+class ViewLeNet(nn.Module):
+    """Classic LeNet-style code: flattens with ``out.view(out.size(0), -1)`` (needs a contiguous NCHW activation)."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16 * 4 * 4, num_classes)
+
+    def forward(self, x):
+        out = nn.functional.max_pool2d(nn.functional.relu(self.bn1(self.conv1(x))), 2)
+        out = nn.functional.max_pool2d(nn.functional.relu(self.bn2(self.conv2(out))), 2)
+        return self.fc(out.view(out.size(0), -1))
+
+
+def random_bn_stats(model: nn.Module, seed: int = 1) -> nn.Module:
+    """``model`` in eval mode with random BN statistics and affine parameters (a trained model's are not 0 / 1)."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()

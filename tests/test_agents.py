@@ -36,7 +36,7 @@ from amc.agents import (
     save_actor,
     save_resume_state,
 )
-from amc.search_log import BEST_REWARD, SCALARS, EpisodeLog
+from amc.runs.search_log import BEST_REWARD, SCALARS, EpisodeLog
 
 N_STEPS = 4  # episode length of the toy env
 

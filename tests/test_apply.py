@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from amc.apply import run as apply_run
-from amc.checkpoint import save_checkpoint
+from amc.artifacts.checkpoint import save_checkpoint
+from amc.artifacts.plan import PlanError, PruningPlan, load_pruned
 from amc.models import build_model
-from amc.plan import PlanError, PruningPlan, load_pruned
 from amc.search import run as search_run
 
 SEARCH = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=4",

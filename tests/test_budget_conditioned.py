@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from amc.apply import run as apply_run
+from amc.cli.checks import check_config
 from amc.data.synthetic import synthetic
 from amc.envs import ChannelPruningEnv
 from amc.envs.channel_pruning import OBS_FIELDS
@@ -20,7 +21,6 @@ from amc.plot_curve import drawn_targets, plot_reward_curve
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
-from amc.search import check_config
 from amc.search import run as search_run
 from tests.helpers import resnet20_checkpoint
 

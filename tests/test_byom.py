@@ -12,15 +12,16 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from safetensors.torch import save_file
 
-from amc.checkpoint import CheckpointError, load_model, read_state_dict
+from amc.artifacts.checkpoint import CheckpointError, load_model, read_state_dict
+from amc.artifacts.plan import load_pruned
 from amc.inspect import format_inspection
 from amc.inspect import run as inspect_run
 from amc.measure.macs import count_macs_params
 from amc.models import TargetNotAllowedError
-from amc.plan import load_pruned
 from amc.prune import run as prune_run
 from amc.pruning import groups as groups_module
 from amc.pruning.groups import ChannelGroup, GraphError, PrunableNetwork
+from amc.pruning.selection import select_channels
 from amc.pruning.surgery import PrunedModelError, prune_copy
 from amc.pruning.uniform import solve_uniform
 from amc.search import run as search_run
@@ -102,7 +103,7 @@ def test_output_width_is_checked_against_the_data(tmp_path: Path) -> None:
 
 
 def test_model_target_with_our_own_checkpoint_is_refused(tmp_path: Path) -> None:
-    from amc.checkpoint import save_checkpoint
+    from amc.artifacts.checkpoint import save_checkpoint
     ckpt = save_checkpoint(tiny_net(3, 4), tmp_path / "ours.safetensors",
                            model_spec={"target": "tests.helpers.tiny_net", "in_channels": 3, "num_classes": 4})
     with pytest.raises(CheckpointError, match="names its own model"):
@@ -122,16 +123,17 @@ def test_option_a_lambda_shortcut_stream_is_frozen_and_the_rest_meets_the_budget
     assert count_macs_params(model, INPUT)[0] == net.predict_macs(policy.counts)
 
 
-def test_grouped_convolution_groups_are_frozen_with_the_reason() -> None:
+def test_grouped_convolution_is_pruned_per_group_and_keeps_its_groups() -> None:
     net = PrunableNetwork(GroupedNet().eval(), INPUT)
-    frozen = {f.root: f.reason for f in net.frozen}
-    assert set(frozen) == {"reduce", "grouped"}
-    assert all("grouped convolution grouped (groups=2)" in r for r in frozen.values())
-    assert [g.root for g in net.groups] == ["stem", "expand"]
-    policy = solve_uniform(net, 0.7)
-    model = prune_copy(net, [torch.arange(n) for n in policy.counts])
-    assert model.grouped.weight.shape == GroupedNet().grouped.weight.shape
-    assert count_macs_params(model, INPUT)[0] == net.predict_macs(policy.counts) <= 0.7 * net.original_macs
+    assert net.frozen == []
+    grouped = {g.root: g for g in net.groups}
+    assert grouped["reduce"].channel_groups == grouped["grouped"].channel_groups == 2  # feeds it / produced by it
+    assert grouped["stem"].channel_groups == grouped["expand"].channel_groups == 1
+    policy = solve_uniform(net, 0.5)
+    assert all(n % grouped[g.root].channel_groups == 0 for n, g in zip(policy.counts, net.groups))
+    model = prune_copy(net, select_channels(net, policy.counts))
+    assert model.grouped.groups == 2 and model.grouped.in_channels < GroupedNet().grouped.in_channels
+    assert count_macs_params(model, INPUT)[0] == net.predict_macs(policy.counts) <= 0.5 * net.original_macs
 
 
 def test_split_and_shuffle_freezes_the_split_stream_and_prunes_the_branches() -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from amc.checkpoint import CheckpointError, file_checksum, load_checkpoint, read_checkpoint, save_checkpoint
+from amc.artifacts.checkpoint import CheckpointError, file_checksum, load_checkpoint, read_checkpoint, save_checkpoint
 from amc.models import TargetNotAllowedError, build_model, check_target
 
 SPEC = {"target": "resnet20", "in_channels": 1, "num_classes": 7, "kwargs": {}}

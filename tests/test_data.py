@@ -393,3 +393,38 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=re.escape(str(bad))):
         image_folder(broken, image_size=4, reward_val_size=1)
+
+
+# --- every source: ordinary NCHW batches ---------------------------------------------------------------------------
+class _ViewNet(torch.nn.Module):
+    """Classic code: flattens with ``.view``, which needs a contiguous activation (a channels-last batch breaks it)."""
+
+    def __init__(self, channels: int, size: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * size * size, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return self.fc(out.view(out.size(0), -1))
+
+
+@pytest.mark.parametrize("source", ["synthetic", "fashion_mnist", "cifar10", "image_folder"])
+def test_every_source_yields_contiguous_nchw_batches(source: str, tmp_path: Path) -> None:
+    if source == "synthetic":
+        data = synthetic(train_size=8, test_size=4, reward_val_size=2, in_channels=3, image_size=8, num_classes=2)
+    elif source == "fashion_mnist":
+        _fake_fashion_mnist(tmp_path)
+        data = fashion_mnist(tmp_path, reward_val_size=5)
+    elif source == "cifar10":
+        _fake_cifar10(tmp_path)
+        data = cifar10(tmp_path, reward_val_size=3)
+    else:
+        _fake_folder(tmp_path)
+        data = image_folder(tmp_path, image_size=6, in_channels=3, reward_val_size=1)
+    model = _ViewNet(data.in_channels, data.image_size[0])
+    for split in ("train", "reward_val", "test"):
+        for augment in (False, True) if split == "train" else (False,):
+            for x, _ in data.batches(split, batch_size=3, augment=augment, shuffle=augment):
+                assert x.is_contiguous(), (source, split)
+                model(x)  # .view works

@@ -21,7 +21,7 @@ from amc.models import build_model
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
-from amc.rewards import REWARDS, get_reward
+from amc.runs.rewards import REWARDS, get_reward
 
 INPUT = (1, 3, 16, 16)
 

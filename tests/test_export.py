@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from amc.checkpoint import load_checkpoint, save_checkpoint
+from amc.artifacts.checkpoint import load_checkpoint, save_checkpoint
+from amc.artifacts.onnx_export import OUTPUT_FILES
+from amc.artifacts.plan import load_pruned, make_plan, model_checksum, save_pruned
 from amc.data.fashion_mnist import DEFAULT_ROOT as FASHION_MNIST_ROOT
-from amc.export import OUTPUT_FILES, main
+from amc.export import main
 from amc.models import build_model
-from amc.plan import load_pruned, make_plan, model_checksum, save_pruned
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 

@@ -31,6 +31,10 @@ def test_families_keep_their_characteristic_layers() -> None:
     depthwise = lambda m: m.groups > 1 and m.groups == m.in_channels  # noqa: E731
     for name in ("mobilenet_v1", "mobilenet_v2", "efficientnet_b0", "shufflenet_v2"):
         assert any(depthwise(m) for m in convs[name]), name
+    for name in ("resnext", "dpn"):  # grouped, not depthwise
+        assert any(1 < m.groups < m.in_channels for m in convs[name]), name
+    assert sum(type(m).__name__ == "InceptionModule" for m in FAMILIES["inception"]().modules()) == 3
+    assert sum(type(m).__name__ == "Root" for m in FAMILIES["dla_tree"]().modules()) == 4  # trees of levels 1 and 2
     grouped = [m for m in convs["regnetx"] if m.groups > 1]
     assert grouped and all(not depthwise(m) and m.in_channels // m.groups == 8 for m in grouped)
     assert sum(type(m).__name__ == "LambdaLayer" for m in FAMILIES["resnet20_option_a"]().modules()) == 2

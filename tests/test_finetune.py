@@ -19,16 +19,16 @@ from omegaconf import DictConfig
 from safetensors.torch import load_file
 
 import amc.finetune
-from amc.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.plan import PlanError, PruningPlan, load_pruned, make_plan, model_checksum, save_pruned
 from amc.data.synthetic import synthetic
 from amc.finetune import run
 from amc.measure.accuracy import evaluate_accuracy
 from amc.models import build_model
-from amc.plan import PlanError, PruningPlan, load_pruned, make_plan, model_checksum, save_pruned
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.selection import select_channels
 from amc.pruning.surgery import prune_copy
-from amc.training import channels_last_is_safe, distillation_loss, read_training_state, train_model
+from amc.training.loop import channels_last_is_safe, distillation_loss, read_training_state, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 INPUT = (1, 3, 16, 16)  # conf/data/synthetic.yaml: 3 channels, 16x16, 4 classes, 512 train images

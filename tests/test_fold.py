@@ -17,23 +17,13 @@ from amc.pruning.engine import PruningEngine
 from amc.pruning.fold import conv_bn_pairs, fold_bn
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
-
-
-def _random_bn_stats(model: nn.Module) -> nn.Module:
-    torch.manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+from tests.helpers import random_bn_stats
 
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "vgg16"])
 def test_folded_model_gives_the_same_logits(name: str) -> None:
     torch.manual_seed(0)
-    model = _random_bn_stats(build_model(name, in_channels=3, num_classes=10))
+    model = random_bn_stats(build_model(name, in_channels=3, num_classes=10))
     pairs = conv_bn_pairs(model)
     assert len(pairs) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # every BN follows a conv
     folded = fold_bn(copy.deepcopy(model), pairs)
@@ -81,7 +71,7 @@ def test_folding_needs_eval_mode() -> None:
 def test_env_with_folded_bn_and_channels_last_gives_the_same_rewards() -> None:
     data = synthetic(train_size=256, test_size=64)
     torch.manual_seed(0)
-    model = _random_bn_stats(build_model("resnet20", in_channels=3, num_classes=4))
+    model = random_bn_stats(build_model("resnet20", in_channels=3, num_classes=4))
     net = PrunableNetwork(model, (1, 3, 16, 16))
     engine = PruningEngine(net, reconstructor=Reconstructor.calibrate(net, data, num_images=64))
     rewards = {}
@@ -99,3 +89,32 @@ def test_env_with_folded_bn_and_channels_last_gives_the_same_rewards() -> None:
                 _, _, done, _, info = env.step(np.array([rng.uniform(-1, 1)], dtype=np.float32))
             rewards[key].append(info["accuracy"])
     assert rewards[(True, False)] == rewards[(False, False)] == rewards[(True, True)]
+
+
+class _ViewNet(nn.Module):
+    """Classic code: BN after the conv, then ``.view``, which fails on a channels-last activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn(self.conv(x))
+        return self.fc(out.view(out.size(0), -1))
+
+
+def test_fast_paths_are_kept_only_where_the_model_runs_identically(caplog: pytest.LogCaptureFixture) -> None:
+    from amc.measure.fast_paths import check_fast_paths
+
+    images = torch.randn(4, 3, 8, 8)
+    model = random_bn_stats(_ViewNet())
+    pairs = conv_bn_pairs(model)
+    assert pairs == [("conv", "bn")]
+    kept_pairs, channels_last = check_fast_paths(model, images, fold_pairs=pairs, channels_last=True)
+    assert kept_pairs == pairs and channels_last is False  # folding is exact here; .view fails channels-last
+    assert "channels_last off" in caplog.text and "view" in caplog.text
+    resnet = random_bn_stats(build_model("resnet20", in_channels=3, num_classes=4))
+    resnet_pairs = conv_bn_pairs(resnet)
+    assert check_fast_paths(resnet, images, fold_pairs=resnet_pairs, channels_last=True) == (resnet_pairs, True)

@@ -10,10 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from amc.checkpoint import CheckpointError, save_checkpoint
-from amc.measure.macs import count_macs_params
-from amc.models import build_model
-from amc.plan import (
+from amc.artifacts.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.plan import (
     PlanError,
     PruningPlan,
     check_plan,
@@ -23,6 +21,8 @@ from amc.plan import (
     rebuild_pruned,
     save_pruned,
 )
+from amc.measure.macs import count_macs_params
+from amc.models import build_model
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.selection import select_channels
 from amc.pruning.surgery import prune_copy

@@ -10,10 +10,10 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from amc.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.plan import PlanError, PruningPlan, load_pruned
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
-from amc.plan import PlanError, PruningPlan, load_pruned
 from amc.prune import run
 
 VARIANTS = {"selection only": "selection_only", "+ reconstruction": "reconstruction",

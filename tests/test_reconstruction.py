@@ -19,7 +19,7 @@ from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import LayerStatistics, Reconstructor, _sample_rows
 from amc.pruning.selection import select_channels
 from amc.pruning.surgery import prune_copy
-from amc.training import train_model
+from amc.training.loop import train_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE = 16

@@ -11,19 +11,11 @@ import yaml
 
 from amc.plot_curve import main as plot_main
 from amc.plot_curve import moving_average, plot_reward_curve, read_episodes, warmup_end
-from amc.report import (
-    aggregate,
-    collect_runs,
-    default_x,
-    figure_data,
-    format_report,
-    model_label,
-    original_test_acc_from_table,
-    report_title,
-    unpruned_test_acc,
-    write_report,
-)
 from amc.report import main as report_main
+from amc.report import write_report
+from amc.reporting.figure import default_x, figure_data, model_label, report_title
+from amc.reporting.runs import aggregate, collect_runs, original_test_acc_from_table, unpruned_test_acc
+from amc.reporting.table import format_report
 
 GOOD_ROW = "| macs 0.5 | amc | 1 | 80.00% |"  # n = 1: the value alone, no "± 0.00"
 

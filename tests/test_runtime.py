@@ -17,14 +17,15 @@ import torch
 from hydra import compose, initialize_config_module
 from torch import nn
 
-from amc.heuristics import HEURISTICS, solve_heuristic
+from amc.artifacts.plan import PruningPlan, make_plan
 from amc.measure import runtime as rt
-from amc.measure.latency_table import LatencyTable, LatencyTableError, cached_table, table_identity
+from amc.measure.latency_measure import cached_table
+from amc.measure.latency_table import LatencyTable, LatencyTableError, table_identity
 from amc.models import build_model
-from amc.plan import PruningPlan, make_plan
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.groups import PrunableNetwork
-from amc.report import format_table
+from amc.pruning.heuristics import HEURISTICS, solve_heuristic
+from amc.reporting.table import format_table
 from tests.helpers import resnet20_checkpoint
 
 onnx = pytest.importorskip("onnx")

@@ -22,17 +22,20 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from amc.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.checkpoint import CheckpointError, save_checkpoint
+from amc.artifacts.plan import load_pruned
 from amc.cli import build_data
+from amc.cli.checks import METHODS
 from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
-from amc.plan import load_pruned
 from amc.plot_curve import moving_average, plot_reward_curve, warmup_end
 from amc.pruning.bn import recalibrate_bn
-from amc.report import collect_runs
 from amc.report import main as report_main
-from amc.search import METHODS, run, warmup_warning
+from amc.reporting.runs import collect_runs
+from amc.runs.episodes import warmup_warning
+from amc.runs.rundir import BUDGETED
+from amc.search import run
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -149,7 +152,7 @@ def test_compare_with_writes_the_same_files(amc_run, method: str) -> None:
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "amc"])
 def test_every_method_runs_as_the_main_method(checkpoint: Path, tmp_path: Path, method: str) -> None:
     row = run(_cfg(checkpoint, f"method={method}", "episodes=3"), tmp_path / "run")
-    _assert_run_files(tmp_path / "run", 3 if method == "random" else 1)
+    _assert_run_files(tmp_path / "run", 3 if method in BUDGETED else 1)
     assert row["variant"] == method and row["macs_ratio"] <= 0.5 + 1e-9
     assert not (tmp_path / "run" / "agent.zip").exists()
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from amc.search_log import BEST_IMAGE, BEST_REWARD, SCALARS, EpisodeLog
+from amc.runs.search_log import BEST_IMAGE, BEST_REWARD, SCALARS, EpisodeLog
 
 
 def test_progress_is_logged_every_5_percent_without_the_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = EpisodeLog(tmp_path, method="random", total=40, progress=False, tensorboard=False)
     rewards = [0.1 * (i % 7) for i in range(40)]
-    with caplog.at_level(logging.INFO, logger="amc.search_log"):
+    with caplog.at_level(logging.INFO, logger="amc.runs.search_log"):
         for r in rewards:
             log.record({"reward": r, "keep_ratios": [0.5]})
     log.close()
@@ -28,7 +28,7 @@ def test_progress_is_logged_every_5_percent_without_the_bar(tmp_path: Path, capl
 
 def test_no_progress_lines_with_the_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = EpisodeLog(tmp_path, method="amc", total=4, progress=True, tensorboard=False)
-    with caplog.at_level(logging.INFO, logger="amc.search_log"):
+    with caplog.at_level(logging.INFO, logger="amc.runs.search_log"):
         for r in (0.1, 0.2, 0.3, 0.4):
             log.record({"reward": r})
     log.close()
@@ -52,7 +52,7 @@ def test_a_partial_last_line_is_dropped_with_a_warning(tmp_path: Path, caplog: p
     with path.open("a") as f:  # killed while writing episode 4
         f.write('{"episode": 4, "reward": 0.9, "keep_rat')
     log = EpisodeLog(tmp_path, method="random", total=10, progress=False, tensorboard=False)
-    with caplog.at_level(logging.WARNING, logger="amc.search_log"):
+    with caplog.at_level(logging.WARNING, logger="amc.runs.search_log"):
         if how == "restore":
             log.restore(3, {"episode": 2, "reward": 0.3})
         else:

@@ -79,3 +79,39 @@ def test_search_method_sensitivity_meets_the_budget_and_reports_its_cost(tmp_pat
     assert len(episodes) == 1 and json.loads(episodes[0])["budget_ratio"] <= 0.5 + 1e-9
     assert (tmp_path / "run" / "compare" / "uniform" / "summary.json").is_file()
     assert "| sensitivity |" in (tmp_path / "run" / "comparison.md").read_text()
+
+
+SMALL = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "progress=false",
+         "device=cpu", "final_eval.latency_repeats=1", "final_eval.bn_recalibration_batches=0", "protocol.target=0.5"]
+
+
+def test_eagleeye_scores_the_random_policies_after_adaptive_bn(tmp_path: Path) -> None:
+    """The draws of random search (same seed: same channel counts), each scored with re-estimated BN statistics;
+    the engine's own setting is restored afterwards."""
+    from amc.search import run
+
+    checkpoint = resnet20_checkpoint(tmp_path / "base.safetensors")
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[*SMALL, f"checkpoint={checkpoint}", "method=eagleeye",
+                                                       "episodes=3", "eagleeye.bn_batches=2", "compare_with=[random]"])
+    row = run(cfg, tmp_path / "run")
+    assert row["variant"] == "eagleeye" and row["episodes"] == 3 and row["macs_ratio"] <= 0.5
+    eagle = [json.loads(x) for x in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    rand = [json.loads(x) for x in (tmp_path / "run" / "compare" / "random" / "episodes.jsonl").read_text().splitlines()]
+    assert [e["channels"] for e in eagle] == [r["channels"] for r in rand]
+    assert [e["accuracy"] for e in eagle] != [r["accuracy"] for r in rand]  # BN statistics re-estimated
+    assert "| eagleeye |" in (tmp_path / "run" / "comparison.md").read_text()
+
+
+def test_apply_policy_sensitivity(tmp_path: Path) -> None:
+    from amc.apply import run as apply_run
+
+    checkpoint = resnet20_checkpoint(tmp_path / "base.safetensors")
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        cfg = compose(config_name="apply", overrides=[
+            "data=synthetic", "env.calibration.num_images=64", "env.eval_images=64", "progress=false", "device=cpu",
+            "final_eval.latency_repeats=1", "final_eval.bn_recalibration_batches=0", f"checkpoint={checkpoint}",
+            "policy=sensitivity", "sensitivity.points=2", "protocol.target=0.5"])
+    row = apply_run(cfg, tmp_path / "run")
+    assert row["variant"] == "sensitivity" and row["macs_ratio"] <= 0.5 and row["evaluations"] > 2
+    assert (tmp_path / "run" / "sensitivity.jsonl").is_file()

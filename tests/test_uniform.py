@@ -13,18 +13,18 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from amc.checkpoint import save_checkpoint
+from amc.artifacts.checkpoint import save_checkpoint
+from amc.artifacts.plan import PruningPlan, load_pruned
 from amc.data.base import DataSplits
 from amc.data.synthetic import synthetic
 from amc.envs import ChannelPruningEnv
-from amc.heuristics import HEURISTICS, heuristic_counts, heuristic_keep_ratios, solve_heuristic
 from amc.measure.macs import count_macs_params
 from amc.models import build_model
-from amc.plan import PruningPlan, load_pruned
 from amc.prune import run as prune_run
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
+from amc.pruning.heuristics import HEURISTICS, heuristic_counts, heuristic_keep_ratios, solve_heuristic
 from amc.pruning.uniform import solve_uniform, uniform_keep_ratio
 from amc.search import run as search_run
 

@@ -26,6 +26,9 @@ class ImageTensors:
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.labels = self.labels.long()
+        # an ordinary NCHW layout whatever the source's (a stack of HWC images transposed keeps channels-last
+        # strides, which torch keeps through indexing): user models may .view their activations
+        self.images = self.images.contiguous()
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -67,8 +67,8 @@ class ResourceBudget:
         self.net, self.resource = net, resource
         self.target_ratio, self.lbound = float(target_ratio), float(lbound)
         self.latency_table = latency_table
-        self._candidates = [channel_candidates(g.channels, net.round_to) for g in net.groups]
-        self.min_counts = [round_channels(self.lbound, g.channels, net.round_to) for g in net.groups]
+        self._candidates = [channel_candidates(g.channels, g.step) for g in net.groups]
+        self.min_counts = [round_channels(self.lbound, g.channels, g.step) for g in net.groups]
         self.full_counts = [g.channels for g in net.groups]
         self.original = self.cost(self.full_counts)
         self.limit = self.target_ratio * self.original
@@ -81,10 +81,13 @@ class ResourceBudget:
             smallest = math.ceil(floor / self.original * 1e4) / 1e4  # rounded up, so it is itself reachable
             speedup = f" (a speedup of at most {1 / smallest:.2f}x)" if self.resource == "latency" else ""
             finer = f", or a finer channel grid than round_to={self.net.round_to}" if self.net.round_to > 1 else ""
+            frozen = f" ({len(self.net.frozen)} group(s) frozen)" if self.net.frozen else ""
             raise ValueError(
                 f"budget unreachable: target_ratio={self.target_ratio} of {self.resource}, but with every group at "
                 f"lbound the smallest reachable ratio is {smallest:.4f}{speedup} (lbound={self.lbound}, "
-                f"round_to={self.net.round_to}); raise the target or lower lbound{finer}"
+                f"round_to={self.net.round_to}); the prunable groups hold "
+                f"{100 * self.net.prunable_macs_share:.0f}% of the MACs{frozen}; raise the target or lower "
+                f"lbound{finer}"
             )
 
     def with_target(self, target_ratio: float) -> ResourceBudget:

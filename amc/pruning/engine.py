@@ -73,6 +73,9 @@ class PruningEngine:
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= g.channels:
                 raise ValueError(f"channel count of group {i} ({g.root}) is {n!r}; expected an integer in "
                                  f"[1, {g.channels}]")
+            if n % g.channel_groups:
+                raise ValueError(f"channel count of group {i} ({g.root}) is {n}; it feeds a grouped convolution of "
+                                 f"{g.channel_groups} groups, so it must be a multiple of {g.channel_groups}")
             checked.append(int(n))
         return checked
 

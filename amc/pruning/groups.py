@@ -4,7 +4,7 @@ One group is one set of coupled channels (a residual stage, an inverted-residual
 a depthwise conv and its producer): it takes one keep ratio. The original model is never modified.
 
 Before a group is offered for pruning it must prove itself: a group touching a grouped (non-depthwise) convolution,
-or whose trial prune (every other channel) does not run or changes the output shape, is *frozen* (kept whole, with the
+or whose trial prune (a random subset of its channels) does not run or changes the output shape, is *frozen* (kept whole, with the
 reason) rather than left to crash a search. Building the graph has a time limit (torch-pruning can take very long
 on channel shuffles).
 """
@@ -58,6 +58,8 @@ class ChannelGroup:
     feature_hw: tuple[int, int]
     macs: int
     params: int
+    channel_groups: int = 1  # > 1: the group feeds or is a grouped convolution; it loses channels equally per group
+    step: int = 1  # channel counts are multiples of this (the runtime's grid, and of channel_groups), or all
 
     def layer_idxs(self, layer_member: GroupMember, root_subset: set[int]) -> list[int]:
         """The member layer's channel indices that correspond to the given root channel indices."""
@@ -108,10 +110,46 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
 
 
-def remove_channels(modules: dict[str, nn.Module], group: ChannelGroup, drop: set[int]) -> None:
-    """Remove the root channels ``drop`` of ``group`` from the layers in ``modules`` (a copy's named modules)."""
-    for m in group.members:
-        m.handler(modules[m.layer], group.layer_idxs(m, drop))
+def remove_channels(modules: dict[str, nn.Module], drops: Sequence[tuple[ChannelGroup, set[int]]]) -> None:
+    """Remove the root channels ``drop`` of each ``(group, drop)`` from the layers in ``modules`` (a copy's named
+    modules). Every layer dimension is cut once, by the union of its indices over all groups, all taken in the
+    original layout: a layer fed by a concatenation of several groups (Inception branches, DenseNet / DLA trees) holds
+    each group's channels at an offset that cutting another group first would shift."""
+    cuts: dict[tuple[str, str], tuple[Callable[..., nn.Module], set[int]]] = {}
+    for group, drop in drops:
+        for m in group.members:
+            cuts.setdefault((m.layer, m.dim), (m.handler, set()))[1].update(group.layer_idxs(m, drop))
+    for (layer, _), (handler, idxs) in cuts.items():
+        if idxs:
+            handler(modules[layer], sorted(idxs))
+
+
+def trial_drop(channels: int, seed: int, channel_groups: int = 1) -> set[int]:
+    """Channels a trial prune removes: a random subset at an uneven count (between a quarter and three quarters,
+    never all), as real channel selection removes them, not a regular pattern that can hide an index-mapping bug.
+    With ``channel_groups`` > 1 the same positions of every group (as ``spread_over_groups``)."""
+    size = channels // channel_groups
+    if size < 2:
+        return set()
+    rng = torch.Generator().manual_seed(seed)
+    n = min(size - 1, max(1, size // 4 + int(torch.randint(0, max(1, size // 2), (1,), generator=rng))))
+    return set(spread_over_groups(torch.randperm(size, generator=rng)[:n], channel_groups, size).tolist())
+
+
+def spread_over_groups(positions: torch.Tensor, channel_groups: int, size: int) -> torch.Tensor:
+    """Channel indices of ``positions`` (within one group of ``size`` channels) in each of ``channel_groups`` groups,
+    sorted: a grouped convolution keeps its group count only if every group loses the same positions."""
+    return (torch.arange(channel_groups).view(-1, 1) * size + positions.view(1, -1)).flatten().sort().values
+
+
+def group_step(channels: int, channel_groups: int, round_to: int) -> int:
+    """The granularity of a group's channel counts: ``round_to`` (the runtime's grid); for a grouped convolution's
+    group a multiple of ``channel_groups`` on that grid when it leaves a count below all channels, else
+    ``channel_groups`` alone."""
+    if channel_groups == 1:
+        return round_to
+    step = math.lcm(channel_groups, round_to)
+    return step if step < channels else channel_groups
 
 
 def validate_keep_ratios(keep_ratios: Sequence[float], num_groups: int) -> None:
@@ -221,14 +259,16 @@ class PrunableNetwork:
 
     def _freeze_reasons(self, groups: list[ChannelGroup]) -> dict[int, str]:
         """Why each group that cannot be pruned safely cannot (by group index): a grouped convolution, or a trial
-        prune of every other channel that fails to run or changes the output shape. All remaining groups are tried
+        prune of a random channel subset that fails to run or changes the output shape. All remaining groups are tried
         in one pruned copy first; only if that fails is each tried alone."""
         reasons: dict[int, str] = {}
         for group in groups:
-            grouped = [m.layer for m in group.members if _is_grouped_conv(self.modules[m.layer])]
-            if grouped:
-                reasons[group.index] = (f"grouped convolution {grouped[0]} (groups={self.modules[grouped[0]].groups}): "
-                                        f"removing channels would break its groups")
+            for m in group.members:
+                module = self.modules[m.layer]
+                if _is_grouped_conv(module) and (m.idxs != m.root_idxs or len(m.idxs) != group.channels):
+                    reasons[group.index] = (f"grouped convolution {m.layer} (groups={module.groups}) takes these "
+                                            f"channels at an offset (through a concatenation or slice): its groups "
+                                            f"could not be cut equally")
         candidates = [g for g in groups if g.index not in reasons and g.channels > 1]
         if candidates and self._trial_prune(candidates) is not None:
             for group in candidates:
@@ -238,13 +278,12 @@ class PrunableNetwork:
         return reasons
 
     def _trial_prune(self, groups: list[ChannelGroup]) -> str | None:
-        """Prune every other channel of ``groups`` in a copy and run it: None if it runs with the original output
-        shape, else what went wrong."""
+        """Prune a random subset of each group's channels (``trial_drop``) in a copy and run it: None if it runs with
+        the original output shape, else what went wrong."""
         trial = copy.deepcopy(self.model)
         modules = dict(trial.named_modules())
         try:
-            for group in groups:
-                remove_channels(modules, group, set(range(1, group.channels, 2)))  # a spread cut, not whole blocks
+            remove_channels(modules, [(g, trial_drop(g.channels, g.index, g.channel_groups)) for g in groups])
             with torch.no_grad():
                 shape = tuple(trial(torch.zeros(self.input_shape, device=next(trial.parameters()).device)).shape)
         except Exception as e:  # noqa: BLE001 - any failure of the trial means the coupling is not understood
@@ -262,8 +301,12 @@ class PrunableNetwork:
         consumers = tuple(sorted((m.layer for m in members if m.dim == "in" and weighted(m)), key=order.__getitem__))
         cost = self.costs[root]
         touched = set(producers) | set(consumers)
+        channels = len(members[0].root_idxs) if members else cost.out_channels
+        grouped = [self.modules[m.layer].groups for m in members if _is_grouped_conv(self.modules[m.layer])]
+        channel_groups = max(grouped, default=1) if all(channels % g == 0 for g in grouped) else channels
         return ChannelGroup(
-            index=index, root=root, channels=len(members[0].root_idxs) if members else cost.out_channels,
+            index=index, root=root, channels=channels, channel_groups=channel_groups,
+            step=group_step(channels, channel_groups, self.round_to),
             members=tuple(members), producers=producers, consumers=consumers, in_channels=cost.in_channels,
             kernel=cost.kernel, stride=cost.stride, feature_hw=cost.in_hw,
             macs=sum(self.costs[n].macs for n in touched if n in self.costs),
@@ -274,11 +317,17 @@ class PrunableNetwork:
     def num_groups(self) -> int:
         return len(self.groups)
 
+    @property
+    def prunable_macs_share(self) -> float:
+        """The share of the original MACs in layers that pruning can shrink (a dimension in a prunable group)."""
+        layers = {m.layer for g in self.groups for m in g.members}
+        return sum(c.macs for n, c in self.costs.items() if n in layers) / max(1, self.original_macs)
+
     # -- channel counts and costs -----------------------------------------------------------------------
     def channel_counts(self, keep_ratios: Sequence[float]) -> list[int]:
         """Channels kept per group after rounding (validates the keep ratios)."""
         validate_keep_ratios(keep_ratios, self.num_groups)
-        return [round_channels(float(k), g.channels, self.round_to) for k, g in zip(keep_ratios, self.groups)]
+        return [round_channels(float(k), g.channels, g.step) for k, g in zip(keep_ratios, self.groups)]
 
     def layer_channels(self, counts: Sequence[int]) -> dict[str, tuple[int, int]]:
         """(in, out) channels of every layer with a prunable dimension, for the given group channel counts."""

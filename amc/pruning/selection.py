@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amc.pruning.groups import ChannelGroup, PrunableNetwork
+from amc.pruning.groups import ChannelGroup, PrunableNetwork, spread_over_groups
 
 CRITERIA = ("consumer_l1", "producer_l1", "bn_scale")
 
@@ -45,11 +45,16 @@ def channel_scores(net: PrunableNetwork, group: ChannelGroup, criterion: str = "
 
 
 def select_channels(net: PrunableNetwork, counts: list[int], criterion: str = "consumer_l1") -> list[torch.Tensor]:
-    """Sorted root indices of the ``counts[i]`` highest-scoring channels of each group."""
+    """Sorted root indices of the ``counts[i]`` highest-scoring channels of each group. A group of a grouped
+    convolution (``channel_groups`` > 1) keeps the same positions in every group: those of the highest mean score."""
     kept = []
     for group, n in zip(net.groups, counts):
         if n >= group.channels:
             kept.append(torch.arange(group.channels))
+        elif group.channel_groups > 1:
+            size = group.channels // group.channel_groups
+            positions = channel_scores(net, group, criterion).view(group.channel_groups, size).mean(0)
+            kept.append(spread_over_groups(positions.topk(n // group.channel_groups).indices, group.channel_groups, size))
         else:
             kept.append(channel_scores(net, group, criterion).topk(n).indices.sort().values)
     return kept

@@ -29,12 +29,12 @@ def prune_copy(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> nn.Module:
         raise ValueError(f"got kept channels for {len(kept)} groups, the model has {net.num_groups}")
     model = copy.deepcopy(net.model)
     modules = dict(model.named_modules())
+    drops = []
     for group, keep in zip(net.groups, kept):
         if len(keep) == 0:
             raise ValueError(f"group {group.index} ({group.root}) would lose all its channels; keep at least one")
-        drop = set(range(group.channels)) - set(keep.tolist())
-        if drop:
-            remove_channels(modules, group, drop)
+        drops.append((group, set(range(group.channels)) - set(keep.tolist())))
+    remove_channels(modules, drops)
     check_runs(model.eval(), net, kept)
     return model
 

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amc.heuristics import HEURISTICS
-from amc.report import job_config
+from amc.pruning.heuristics import HEURISTICS
+from amc.reporting.runs import job_config
 
 FILES = ("summary.json", "best_plan.json")
 AGREE = (("protocol", "resource"), ("protocol", "target"), ("seed",), ("checkpoint",))

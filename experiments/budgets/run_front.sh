@@ -5,7 +5,7 @@
 #   e.g. experiments/budgets/run_front.sh outputs/front resnet20 "0.3 0.5 0.7" "0 1 2"; then python -m amc.report <out>/<model>
 # With a method (uniform, deep or shallow) it re-runs that one baseline alone (method=<m> compare_with=[]) into
 # <out>/<model>/<method>/t<t>/s<s>, e.g. after the search's baselines began to fill the budget rounding left
-# (amc.heuristics, fill=True); python -m experiments.budgets.replace_baseline then puts it in place.
+# (amc.pruning.heuristics, fill=True); python -m experiments.budgets.replace_baseline then puts it in place.
 # Resumable: a finished run (comparison.md, its last file) is skipped, an interrupted one resumed (resume=<dir>). One thread per run.
 # EXTRA="..." adds overrides: the committed fronts used AMC's noise decay, the default until 2026-11-29, so further seeds
 # of them need EXTRA="agent.sigma_decay=0.95" (a run started before that date resumes only with it).

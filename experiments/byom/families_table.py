@@ -4,11 +4,12 @@ Run from the repository root: ``python -m experiments.byom.families_table --out 
 randomly initialised model (seed 0) as a plain state dict (``<out>/<name>/model.pth``, as a user would with
 ``torch.save(model.state_dict(), ...)``) and runs, each step in a subprocess under a time limit:
 
-1. ``python -m amc.inspect``: prunable and frozen groups;
-2. ``python -m amc.prune target_macs_ratio=0.5``: uniform pruning to half the MACs (``<out>/<name>/prune``);
+1. ``python -m amc.inspect``: prunable and frozen groups, the share of MACs in prunable layers;
+2. ``python -m amc.prune target_macs_ratio=0.5``: uniform pruning to half the MACs (``<out>/<name>/prune``), on the
+   deployment runtime's channel grid, its speedup in onnxruntime at batch 1 measured against the original;
 3. ``python -m amc.search debug=smoke env.eval_images=null``: a smoke search on the default 50% MACs budget
    (``<out>/<name>/search``; the smoke preset's 300 reward-val images are more than synthetic data has);
-4. the search's ``best/`` rebuilt with ``amc.plan.load_pruned`` (base model from the plan, weights from
+4. the search's ``best/`` rebuilt with ``amc.artifacts.plan.load_pruned`` (base model from the plan, weights from
    ``pruned.safetensors``, loaded strictly): its MACs, params, reward-val and test accuracy must equal those of
    ``summary.json``.
 
@@ -77,17 +78,19 @@ def _parse_inspect(text: str) -> dict[str, Any]:
             in_frozen = True
         elif in_frozen and line.startswith("| ") and not line.startswith("| root layer"):
             frozen_roots.append(line.split("|")[1].strip())
-    return {"prunable": int(head.group(1)), "frozen": int(head.group(2)), "frozen_roots": frozen_roots}
+    share = re.search(r"prunable: ([\d.]+)% of the MACs", text)
+    return {"prunable": int(head.group(1)), "frozen": int(head.group(2)), "frozen_roots": frozen_roots,
+            "prunable_macs_share": None if share is None else float(share.group(1)) / 100}
 
 
 def rebuild_check(search_dir: Path) -> dict[str, Any]:
     """Rebuild ``search_dir``/best from its plan; MACs, params, reward-val and test accuracy must equal summary.json's."""
     from omegaconf import OmegaConf
 
+    from amc.artifacts.plan import load_pruned
     from amc.cli import build_data
     from amc.measure.accuracy import evaluate_accuracy
     from amc.measure.macs import count_macs_params
-    from amc.plan import load_pruned
 
     summary = json.loads((search_dir / "summary.json").read_text())
     model = load_pruned(search_dir / "best", allow=[ALLOW])
@@ -127,6 +130,7 @@ def run_family(name: str, out: Path, timeout: float, graph_time_limit: float | N
     if ok:
         rows = json.loads((prune_dir / "results.json").read_text())["rows"]
         row["uniform_macs_ratio"] = rows[1]["macs"] / rows[0]["macs"]
+        row["uniform_speedups"] = rows[-1].get("speedups")  # reconstruction + BN recal; every variant has the widths
         row["uniform_met"] = row["uniform_macs_ratio"] <= 0.5 + TOLERANCE
     else:
         row["notes"].append(err)
@@ -177,16 +181,27 @@ def _merge_notes(notes: list[str], limit: int = 220) -> str:
     return "; ".join(f"{', '.join(steps)}: {m}" for m, steps in merged.items())
 
 
+def _speedup(speedups: dict[str, float] | None) -> str:
+    """The uniform model's speedup in onnxruntime at batch 1 (eager PyTorch when onnxruntime was not used)."""
+    if not speedups:
+        return "-"
+    key = "onnxruntime b1" if "onnxruntime b1" in speedups else next(iter(speedups))
+    return f"{speedups[key]:.2f}x" + ("" if key == "onnxruntime b1" else f" ({key})")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| family | groups prunable | frozen | uniform 50% MACs met (achieved ratio) | smoke search budget met "
-             "(ratio) | plan rebuild identical | notes |", "|---|---:|---|---|---|---|---|"]
+    lines = ["| family | groups prunable | frozen | MACs prunable | uniform 50% MACs met (achieved ratio) | uniform "
+             "speedup, onnxruntime b1 | smoke search budget met (ratio) | plan rebuild identical | notes |",
+             "|---|---:|---|---:|---|---:|---|---|---|"]
     for r in rows:
         frozen = "-" if "frozen" not in r else str(r["frozen"]) + (
             f" ({', '.join(r['frozen_roots'])})" if r.get("frozen_roots") else "")
         rebuild = "-" if "rebuild" not in r else ("yes" if r["rebuild"]["identical"] else "no")
         notes = _merge_notes(r["notes"]).replace("|", "\\|")
-        lines.append(f"| {r['family']} | {r.get('prunable', '-')} | {frozen} | "
+        share = "-" if r.get("prunable_macs_share") is None else f"{100 * r['prunable_macs_share']:.0f}%"
+        lines.append(f"| {r['family']} | {r.get('prunable', '-')} | {frozen} | {share} | "
                      f"{_yes_no(r.get('uniform_met'), r.get('uniform_macs_ratio'))} | "
+                     f"{_speedup(r.get('uniform_speedups'))} | "
                      f"{_yes_no(r.get('search_met'), r.get('search_macs_ratio'))} | {rebuild} | {notes} |")
     return "\n".join(lines)
 

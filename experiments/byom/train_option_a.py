@@ -21,7 +21,7 @@ import torch
 
 from amc.data import fashion_mnist
 from amc.measure.accuracy import evaluate_accuracy
-from amc.training import train_model
+from amc.training.loop import train_model
 from tests.families import ResNet20OptionA
 
 

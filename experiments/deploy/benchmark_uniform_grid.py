@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from amc.checkpoint import load_model
+from amc.artifacts.checkpoint import load_model
 from amc.measure.latency import machine_conditions
 from amc.measure.runtime import default_round_to, latency_key, measure_runtime_latencies, runtime_conditions
 from amc.pruning.budget import ResourceBudget

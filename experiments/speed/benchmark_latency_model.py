@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amc.checkpoint import load_model
+from amc.artifacts.checkpoint import load_model
 from amc.measure.latency import machine_conditions
-from amc.measure.latency_table import cached_table
+from amc.measure.latency_measure import cached_table
 from amc.measure.runtime import measure_runtime_latencies, resolve_round_to, resolve_runtime, runtime_conditions
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.groups import PrunableNetwork, round_channels

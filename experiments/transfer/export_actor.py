@@ -16,8 +16,8 @@ import gymnasium as gym
 import numpy as np
 
 from amc.agents import load_policy_weights, make_agent, save_actor
+from amc.cli.checks import recorded_settings
 from amc.envs.channel_pruning import OBS_DIM, OBS_FIELDS
-from amc.search import recorded_settings
 
 
 def main() -> None:

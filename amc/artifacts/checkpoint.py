@@ -72,6 +72,14 @@ def is_amc_checkpoint(path: str | Path) -> bool:
         return False
 
 
+def looks_like_checkpoint(path: str | Path) -> bool:
+    """The file starts like a safetensors file (an 8-byte header size, then JSON) or a ``torch.save`` file (a zip
+    archive, or a legacy pickle): anything else (a README, an image) is not a checkpoint at all."""
+    with Path(path).open("rb") as f:
+        head = f.read(9)
+    return head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or (len(head) == 9 and head[8:9] == b"{")
+
+
 def _tensor_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     if isinstance(obj, Mapping) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         return dict(obj)
@@ -168,6 +176,10 @@ def load_model(
     """
     path = Path(path)
     if model_spec is None:
+        if path.is_file() and not looks_like_checkpoint(path):
+            raise CheckpointError(f"checkpoint {path} is not a checkpoint (neither a safetensors file nor a torch.save "
+                                  f"file): pass the path of a model.safetensors, or of a file written by "
+                                  f"torch.save(model.state_dict(), path)")
         if path.is_file() and not is_amc_checkpoint(path):
             raise CheckpointError(
                 f"checkpoint {path} is a plain state dict without a model spec: name the model it holds with "

@@ -57,7 +57,7 @@ def heuristic_keep_ratios(kind: str, strength: float, num_groups: int, lbound: f
 
 def heuristic_counts(net: PrunableNetwork, keep_ratios: Sequence[float]) -> list[int]:
     """Channel counts of a heuristic's keep ratios (a keep ratio of 0, i.e. lbound 0, gives the smallest count)."""
-    return [round_channels(k, g.channels, net.round_to) for k, g in zip(keep_ratios, net.groups)]
+    return [round_channels(k, g.channels, g.step) for k, g in zip(keep_ratios, net.groups)]
 
 
 def solve_heuristic(

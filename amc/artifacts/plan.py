@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from amc.checkpoint import STATE_DICT_FORMAT, CheckpointError, check_finite, load_model
+from amc.artifacts.checkpoint import STATE_DICT_FORMAT, CheckpointError, check_finite, load_model
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.surgery import prune_copy
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.fast_paths import channels_last_works
 
 log = logging.getLogger(__name__)
 SCHEDULES = ("cosine", "onecycle")
@@ -208,7 +209,10 @@ def train_model(
     channels_last = channels_last_is_safe(model)  # the input always was channels-last; the model too on CPU
     if not channels_last:
         log.info("training in NCHW: a strided 1x1 conv has too few input channels for oneDNN's channels-last kernel")
-    elif device.type == "cpu":
+    else:  # user code (.view of an activation, in-place reshapes) may not run channels-last: tried once
+        images = next(data.batches("train", batch_size=min(8, batch_size)))[0].to(device)
+        channels_last = channels_last_works(model, images)
+    if channels_last and device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     if use_kd:
         teacher.to(device).eval()

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from amc.checkpoint import load_model
+from amc.artifacts.checkpoint import load_model
 from amc.data.base import DataSplits
 from amc.measure.runtime import resolve_round_to, resolve_runtime
 

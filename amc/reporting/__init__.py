@@ -1,0 +1,1 @@
+"""Reports of runs: comparison tables, collecting run dirs, aggregating seeds, figures."""
