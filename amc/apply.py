@@ -40,6 +40,7 @@ from amc.pruning.heuristics import HEURISTICS
 from amc.runs.episodes import run_actor
 from amc.runs.search_log import EpisodeLog
 from amc.runs.setup import Setup
+from amc.runs.stages import StageClock
 
 log = logging.getLogger(__name__)
 POLICIES = (*HEURISTICS, "sensitivity")  # policy=<name>: one policy at the budget, no agent
@@ -195,30 +196,42 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.method = method  # what final_evaluation records
     torch.manual_seed(cfg.seed)
-    setup = build_setup(cfg, output_dir)
-    original = evaluate_original(cfg, setup)
+    clock = StageClock()
+    with clock.stage("set-up (data, model, groups, calibration)"):
+        setup = build_setup(cfg, output_dir)
+    with clock.stage("the original's accuracy"):
+        original = evaluate_original(cfg, setup)
     total = 1 + int(cfg.refine_episodes)
     episode_log = EpisodeLog(output_dir, method=method, total=total, progress=cfg.progress,
                              group_names=[g.root for g in setup.net.groups])
-    if source == "agent_run":
-        actor = load_actor(Path(str(cfg.agent_run))).to(setup.device)
-        episode_log.record(run_actor(actor, setup.env, cfg.seed))  # zero-shot
-        log.info("zero-shot policy of %s: reward %.4f", cfg.agent_run, episode_log.best_reward)
-        if cfg.refine_episodes:
-            refine_agent(cfg, setup, output_dir, episode_log)
-    elif source == "plan":
-        episode_log.record(run_plan(cfg, setup))
-    else:
-        run_policy(cfg, setup, output_dir, episode_log, str(cfg.policy))
-    episode_log.close()
-    row, model = evaluate_best(cfg, setup, output_dir, episode_log)
+    with clock.stage(f"the policy ({source})"):
+        if source == "agent_run":
+            actor = load_actor(Path(str(cfg.agent_run))).to(setup.device)
+            episode_log.record(run_actor(actor, setup.env, cfg.seed))  # zero-shot
+            log.info("zero-shot policy of %s: reward %.4f", cfg.agent_run, episode_log.best_reward)
+            if cfg.refine_episodes:
+                refine_agent(cfg, setup, output_dir, episode_log)
+        elif source == "plan":
+            episode_log.record(run_plan(cfg, setup))
+        else:
+            run_policy(cfg, setup, output_dir, episode_log, str(cfg.policy))
+        episode_log.close()
+    with clock.stage("final evaluation (all reward-val and test images, BN-recalibrated columns)"):
+        row, model = evaluate_best(cfg, setup, output_dir, episode_log)
     row.update(source=source.removesuffix("_run"), source_path=str(cfg.get(source)), episodes=episode_log.episode,
                zero_shot_reward=json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])["reward"])
     (output_dir / "summary.json").write_text(json.dumps(row, indent=2))
-    compare_and_report(cfg, setup, [original, row], {"original": setup.net.model, method: model}, output_dir,
-                       f"{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
-                       f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; run dir {output_dir}")
-    return row
+    with clock.stage(f"comparison (compare_with={list(cfg.compare_with)}, latency block)"):
+        compare_and_report(cfg, setup, [original, row], {"original": setup.net.model, method: model}, output_dir,
+                           f"{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
+                           f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; "
+                           f"run dir {output_dir}")
+    summary = json.loads((output_dir / "summary.json").read_text())
+    summary["stage_seconds"] = clock.seconds
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"time: {clock.summary()} (faster: compare_with=[] final_eval.bn_recalibration_batches=0 "
+          f"final_eval.images=<n>)")
+    return {**row, "stage_seconds": clock.seconds}
 
 
 @hydra.main(version_base="1.3", config_path="pkg://amc.conf", config_name="apply")

@@ -70,6 +70,8 @@ def test_agent_applied_zero_shot_to_another_network_meets_the_budget(searched, t
     for name in ("best_plan.json", "summary.json", "comparison.md", "compare/uniform/summary.json", "latency.json"):
         assert (out / name).is_file(), name
     assert "| uniform |" in (out / "comparison.md").read_text()
+    stages = json.loads((out / "summary.json").read_text())["stage_seconds"]  # where the time went, stage by stage
+    assert list(stages)[0].startswith("set-up") and len(stages) == 5 and all(s >= 0 for s in stages.values())
     again = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "protocol.target=0.4"), tmp_path / "again")
     assert again["channels"] == row["channels"]  # deterministic: no noise
 
