@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def write_report(
-    root: str | Path | Sequence[str | Path], out: str | Path | None = None, x: str | None = None
+    root: str | Path | Sequence[str | Path], out: str | Path | None = None, x: str | None = None, cost: bool = False
 ) -> tuple[str, Path, Path]:
     """Collect, aggregate and write ``report.md`` and ``report.png`` into ``out`` (default ``root``).
 
@@ -51,7 +51,7 @@ def write_report(
     rows = aggregate(runs)
     out = Path(out) if out is not None else roots[0]
     out.mkdir(parents=True, exist_ok=True)
-    table = format_report(rows)
+    table = format_report(rows, cost=cost)
     notes = "".join(f"\n- {reason}" for _, reason in skipped)
     if notes:
         notes = f"\n{len(skipped)} run(s) could not be read and are not in the table:{notes}\n"
@@ -76,10 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="report.png's x axis: the achieved MACs ratio, or the measured latency ratio in the "
                              "primary runtime (default: latency when every run measured it and one had a latency "
                              "budget, else macs)")
+    parser.add_argument("--cost", action="store_true",
+                        help="add each method's reward evaluations and search time (minutes) to the table")
     args = parser.parse_args(argv)
     logging.basicConfig(format="amc-report: %(levelname)s: %(message)s")
     try:
-        table, md, png = write_report(args.multirun_dir, args.out, args.x)
+        table, md, png = write_report(args.multirun_dir, args.out, args.x, cost=args.cost)
     except (FileNotFoundError, ValueError) as e:
         print(f"amc-report: error: {e}", file=sys.stderr)
         return 2

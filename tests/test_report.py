@@ -427,3 +427,22 @@ def test_latency_x_axis_with_a_run_lacking_latencies_names_it(
         figure_data(collect_runs(root), "latency")
     assert report_main([str(root), "--out", str(out)]) == 0  # the default falls back to macs
     assert "| latency 0.5 | amc | 3 |" in (out / "report.md").read_text()
+
+
+def test_cost_columns_give_each_methods_evaluations_and_search_time(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    for seed, (episodes, seconds) in enumerate([(400, 600.0), (400, 1200.0)]):
+        summary = _job(root / str(seed), seed=seed) / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "episodes": episodes,
+                                       "search_seconds": seconds}))
+    probe = _job(root / "2", seed=0) / "summary.json"  # a sensitivity run: its probes, not its one episode
+    (probe.parent / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"method": "sensitivity", "seed": 0, "protocol": {"resource": "macs", "target": 0.5}}))
+    probe.write_text(json.dumps({**json.loads(probe.read_text()), "variant": "sensitivity", "episodes": 1,
+                                 "evaluations": 98, "search_seconds": 120.0}))
+    plain, _, _ = write_report(root, tmp_path / "plain")
+    table, _, _ = write_report(root, tmp_path / "cost", cost=True)
+    assert "reward evaluations" not in plain
+    assert "| macs 0.5 | amc | 2 | " in table and table.split("| macs 0.5 | amc | 2 | ")[1].split("\n")[0].endswith(
+        "| 400 ± 0 | 15.0 ± 7.1 |")
+    assert table.split("| macs 0.5 | sensitivity | 1 | ")[1].split("\n")[0].endswith("| 98 | 2.0 |")

@@ -41,6 +41,8 @@ class RunResult:
     speedups: dict[str, float] | None = field(default=None, hash=False)
     latency_ratio: float | None = None  # measured latency / the original's in the primary runtime (1 / its speedup)
     latency_runtime: str | None = None  # the primary runtime and batch, e.g. "onnxruntime b1"
+    evaluations: int | None = None  # reward evaluations the method spent (episodes; the sensitivity search's probes)
+    search_seconds: float | None = None  # wall time of the method's episodes (not the final evaluation)
 
     @property
     def budget(self) -> tuple[str, float]:
@@ -231,10 +233,16 @@ def load_run(summary_path: Path) -> RunResult:
                          test_acc_bn=None if summary.get("test_acc_bn") is None else float(summary["test_acc_bn"]),
                          params_ratio=params_ratio,
                          original_test_acc=_original_test_acc(summary, run_dir), model=model, dataset=dataset,
-                         speedups=speedups, latency_ratio=latency_ratio, latency_runtime=latency_runtime)
+                         speedups=speedups, latency_ratio=latency_ratio, latency_runtime=latency_runtime,
+                         evaluations=_optional(summary.get("evaluations", summary.get("episodes")), int),
+                         search_seconds=_optional(summary.get("search_seconds"), float))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
+
+
+def _optional(value: Any, kind: type) -> Any:
+    return None if value is None else kind(value)
 
 
 def as_roots(root: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -320,6 +328,9 @@ def aggregate(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
         ratios = [m.latency_ratio for m in members if m.latency_ratio is not None]
         row["latency_ratio"] = mean_std(ratios) if len(ratios) == len(members) else None
         row["latency_runtimes"] = primaries
+        for key in ("evaluations", "search_seconds"):  # the method's cost
+            values = [getattr(m, key) for m in members]
+            row[key] = None if None in values else mean_std(values)
         rows.append(row)
     return rows
 

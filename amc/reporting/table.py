@@ -61,17 +61,19 @@ def format_table(rows: Sequence[dict[str, Any]], baseline: dict[str, Any] | None
     return "\n".join(lines)
 
 
-def format_report(rows: Sequence[dict[str, Any]]) -> str:
+def format_report(rows: Sequence[dict[str, Any]], cost: bool = False) -> str:
     """A markdown table: budget, method, n, then mean ± std of test acc, reward-val acc, MACs ratio (and params ratio
     when a budget is on params); a group of one run shows its value alone.
 
     When runs measured latencies: a ``speedup <runtime> b<batch>`` column per key and a ``latency ratio`` column
-    (measured latency / the original's in the primary runtime), with a note under the table.
+    (measured latency / the original's in the primary runtime), with a note under the table. ``cost``: the reward
+    evaluations each method spent and its search time (the episodes, not the final evaluation), in minutes.
     """
     metrics = [m for m in METRICS if m[0] != "params_ratio" or any(r["resource"] == "params" for r in rows)]
     keys = list(dict.fromkeys(k for r in rows for k in r.get("speedups") or {}))
     latency = bool(keys) or any(r.get("latency_ratio") is not None for r in rows)
     heads = [label for _, label, *_ in metrics] + [f"speedup {k}" for k in keys] + (["latency ratio"] if latency else [])
+    heads += ["reward evaluations", "search time (min)"] if cost else []
     lines = ["| budget | method | n | " + " | ".join(heads) + " |", "|---|---|---:|" + "---:|" * len(heads)]
 
     def cell(value: tuple[float, float] | None, n: int, scale: float, digits: int, unit: str) -> str:
@@ -86,10 +88,16 @@ def format_report(rows: Sequence[dict[str, Any]]) -> str:
         cells += [cell((r.get("speedups") or {}).get(k), r["n"], 1.0, 2, "x") for k in keys]
         if latency:
             cells.append(cell(r.get("latency_ratio"), r["n"], 1.0, 3, ""))
+        if cost:
+            cells += [cell(r.get("evaluations"), r["n"], 1.0, 0, ""), cell(r.get("search_seconds"), r["n"], 1 / 60, 1, "")]
         lines.append(f"| {r['resource']} {r['target']:g} | {r['method']} | {r['n']} | " + " | ".join(cells) + " |")
     if latency:
         primaries = ", ".join(next((r["latency_runtimes"] for r in rows if r.get("latency_runtimes")), [])) or "?"
         lines.append(f"\nspeedup <runtime> b<batch>: the unpruned model's measured latency / the pruned one's, same "
                      f"runtime and batch, same block; latency ratio: measured latency / the unpruned model's, in "
                      f"{primaries} (1 / that speedup).")
+    if cost:
+        lines.append("\nreward evaluations: episodes (one pruned model scored on the reward-val images each), or the "
+                     "sensitivity search's probes + 2; search time: wall time of those evaluations on the machine of "
+                     "each run (loads differ between runs).")
     return "\n".join(lines)
