@@ -52,7 +52,8 @@ def format_inspection(info: dict[str, Any]) -> str:
     lines = [f"{info['model']}: {len(info['groups'])} prunable group(s), {len(info['frozen'])} frozen; "
              f"{info['macs'] / 1e6:.2f} M MACs, {info['params'] / 1e6:.3f} M params; channel counts on a grid of "
              f"{info.get('round_to', 1)} (round_to)",
-             f"prunable: {100 * info['prunable_macs_share']:.1f}% of the MACs are in layers that pruning can shrink", "",
+             f"prunable: pruning can remove up to {100 * info['prunable_macs_share']:.1f}% of the MACs (every "
+             f"prunable group at its smallest count)", "",
              "| # | root layer | channels | MACs of its layers | coupled layers |", "|---:|---|---:|---:|---|"]
     lines += [f"| {g['index']} | {g['root']} | {g['channels']}{_per_group(g)} | {100 * g['macs_share']:.1f}% | "
               f"{_layers(g['layers'])} |" for g in info["groups"]]

@@ -181,6 +181,9 @@ def test_inspect_lists_prunable_and_frozen_groups(tmp_path: Path) -> None:
     assert [f["root"] for f in info["frozen"]] == ["conv"]
     text = format_inspection(info)
     assert "3 prunable group(s), 1 frozen" in text and "trial prune fails" in text
+    # the frozen stream keeps its channels: pruning can remove less than everything (the share inspect prints)
+    assert 0.05 < info["prunable_macs_share"] < 0.5
+    assert f"pruning can remove up to {100 * info['prunable_macs_share']:.1f}% of the MACs" in text
 
 
 def test_smoke_search_on_an_option_a_state_dict_meets_the_budget(tmp_path: Path) -> None:

@@ -104,3 +104,15 @@ def test_prune_checkpoint_for_other_classes_is_rejected(tmp_path: Path) -> None:
     checkpoint = _checkpoint(tmp_path / "ten.safetensors", num_classes=10)
     with pytest.raises(ValueError, match="10 classes"):
         run(_cfg(checkpoint), tmp_path / "out")
+
+
+def test_a_target_only_a_cliff_meets_is_refused_before_calibration(tmp_path: Path) -> None:
+    checkpoint = _checkpoint(tmp_path / "base.safetensors")
+    cfg = _cfg(checkpoint, "target_macs_ratio=0.03", "round_to=1", "calibration.num_images=100000")  # would take long
+    with pytest.raises(ValueError, match=r"target_macs_ratio=0.03 needs every prunable group at keep ratio 0\.1\d+, "
+                                         r"below lbound=0.2: pruning can remove at most \d+% of the MACs\. At "
+                                         r"lbound=0.2 the smallest reachable MACs ratio is 0\.0\d+"):
+        run(cfg, tmp_path / "out")
+    assert not (tmp_path / "out" / "results.json").exists()
+    rows = run(_cfg(checkpoint, "target_macs_ratio=0.03", "round_to=1", "lbound=0"), tmp_path / "anyway")
+    assert rows[1]["macs"] <= 0.03 * rows[0]["macs"]

@@ -35,6 +35,27 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.method == "amc" or "amc" in cfg.compare_with:
         check_agent(cfg.agent)
     check_target_range(cfg)
+    check_networks(cfg)
+
+
+def check_networks(cfg: DictConfig) -> None:
+    """``env.networks``: more checkpoints one agent trains on (method=amc, one env per network, no latency table)."""
+    networks = list(cfg.env.get("networks") or [])
+    if not networks:
+        return
+    order = cfg.env.get("network_order", "random")
+    if order not in ("random", "round_robin"):
+        raise ValueError(f"env.network_order must be random or round_robin, got {order!r}")
+    if cfg.method != "amc":
+        raise ValueError(f"env.networks trains one agent on several networks: it needs method=amc, got {cfg.method}")
+    if int(cfg.env.get("n_envs", 1)) > 1:
+        raise ValueError("env.networks runs on one env (env.n_envs=1)")
+    if cfg.protocol.resource == "latency":
+        raise ValueError("env.networks with protocol=latency is not supported (one latency table per run dir)")
+    for i, path in enumerate(networks):
+        if not Path(str(path)).is_file():
+            raise CheckpointError(f"env.networks[{i}]={path} is not a file (a model.safetensors, or a zoo model's "
+                                  f"checkpoint)")
 
 
 def check_target_range(cfg: DictConfig) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from amc.cli.setup import agent_env
+from amc.cli.setup import agent_env, network_name, network_setups
 from amc.runs import methods
 from amc.runs.episodes import run_actor, warmup_warning
 from amc.runs.final_eval import final_evaluation
@@ -40,7 +40,8 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     best = None
     episode_log = EpisodeLog(run_dir, method=cfg.method, total=cfg.episodes if cfg.method in BUDGETED else 1,
                              progress=cfg.progress, tensorboard=cfg.method != "amc",
-                             group_names=[g.root for g in setup.net.groups])
+                             group_names=[g.root for g in setup.net.groups],
+                             network=network_name(setup, set()) if cfg.env.get("networks") else None)
     start = time.perf_counter()
     if cfg.method == "amc":
         best = run_agent_method(cfg, setup, run_dir, episode_log)
@@ -63,6 +64,9 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
     row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episodes_this_run)
     row["reward_val_pass_seconds"] = setup.reward_val_seconds
     row["episode_to_reward_val_pass"] = row["seconds_per_episode"] / setup.reward_val_seconds
+    if episode_log.best_by_network:  # an agent trained on several networks: the best episode of each
+        row["best_by_network"] = {name: {k: b.get(k) for k in ("episode", "reward", "accuracy", "macs_ratio", "channels")}
+                                  for name, b in episode_log.best_by_network.items()}
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
     return row, model
 
@@ -102,18 +106,28 @@ def run_agent_method(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: 
 def run_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
     """Train the agent (or continue its checkpoint) on the env or its ``env.n_envs`` workers; the callbacks log,
     checkpoint and save agent + actor."""
+    if cfg.env.get("networks"):  # one agent, several networks: each episode prunes one of them
+        from amc.envs.multi_network import MultiNetworkEnv
+
+        envs = {name: s.env for name, s in network_setups(cfg, setup, run_dir).items()}
+        env = MultiNetworkEnv(envs, order=str(cfg.env.get("network_order", "random")))
+        _train_agent(cfg, setup, run_dir, episode_log, env, env.max_steps)
+        return
     with agent_env(cfg, setup, run_dir) as env:
-        _train_agent(cfg, setup, run_dir, episode_log, env)
+        _train_agent(cfg, setup, run_dir, episode_log, env, setup.net.num_groups)
 
 
-def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:
+def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any,
+                 episode_length: int) -> None:
+    """``episode_length``: the longest episode (several networks: timesteps are given for that many per episode;
+    the callback stops after ``episodes`` episodes)."""
     from amc.agents import AMCCallback, load_resume_state, make_agent
 
     a = cfg.agent
     agent = make_agent(
         a.algo, env, actor_lr=a.actor_lr, critic_lr=a.critic_lr, net_arch=list(a.net_arch), tau=a.tau, gamma=a.gamma,
         batch_size=a.batch_size, replay_episodes=a.replay_episodes, warmup_episodes=a.warmup_episodes,
-        episode_length=setup.net.num_groups, sigma=a.sigma, sigma_decay=a.sigma_decay, seed=cfg.seed,
+        episode_length=episode_length, sigma=a.sigma, sigma_decay=a.sigma_decay, seed=cfg.seed,
         device=setup.device, tensorboard_log=str(run_dir / "tb"),
     )
     start = 0
@@ -133,7 +147,7 @@ def _train_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epis
         obs_fields=setup.env.obs_fields, keep_ratio_bounds=(setup.env.lbound, setup.env.rbound),
     )
     # log_interval=None: the callback has SB3 dump once per episode, at step = episode (one TensorBoard axis)
-    agent.learn(total_timesteps=remaining * setup.net.num_groups, callback=callback,
+    agent.learn(total_timesteps=remaining * episode_length, callback=callback,
                 reset_num_timesteps=start == 0, tb_log_name="amc", log_interval=None)
 
 

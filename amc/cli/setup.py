@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from amc.artifacts.plan import model_checksum
 from amc.cli import build_data, load_checkpoint_for, model_allow, resolve_device, user_model_spec
@@ -62,6 +62,35 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
     base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
+
+
+def network_setups(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Setup]:
+    """The run's own network (``setup``) and every checkpoint of ``env.networks``, each built once with its own
+    calibration and budget wall; keyed by a name (the model's target, made unique). Set-up cost printed per network."""
+    setups = {network_name(setup, set()): setup}
+    for i, path in enumerate(cfg.env.networks):
+        sub = cfg.copy()
+        with open_dict(sub):
+            sub.checkpoint = str(path)
+        start = time.perf_counter()
+        try:
+            other = build_setup(sub, run_dir)
+        except ValueError as e:  # e.g. a budget the network cannot reach: name it before any training
+            raise ValueError(f"env.networks[{i}]={path}: {e}") from None
+        name = network_name(other, set(setups))
+        setups[name] = other
+        log.info("network %s (%s): %d groups, set-up %.1f s", name, path, other.net.num_groups,
+                 time.perf_counter() - start)
+    return setups
+
+
+def network_name(setup: Setup, taken: set[str]) -> str:
+    """The model's target (e.g. resnet20), with ``#2``, ``#3``... when another network of the run has it."""
+    name, k = str(setup.base_info["target"]).rsplit(".", 1)[-1], 2
+    unique = name
+    while unique in taken:
+        unique, k = f"{name}#{k}", k + 1
+    return unique
 
 
 def build_latency_table(cfg: DictConfig, net: PrunableNetwork, device: torch.device, run_dir: Path) -> LatencyTable:

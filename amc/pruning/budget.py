@@ -85,8 +85,8 @@ class ResourceBudget:
             raise ValueError(
                 f"budget unreachable: target_ratio={self.target_ratio} of {self.resource}, but with every group at "
                 f"lbound the smallest reachable ratio is {smallest:.4f}{speedup} (lbound={self.lbound}, "
-                f"round_to={self.net.round_to}); the prunable groups hold "
-                f"{100 * self.net.prunable_macs_share:.0f}% of the MACs{frozen}; raise the target or lower "
+                f"round_to={self.net.round_to}); pruning can remove "
+                f"{100 * self.net.prunable_macs_share:.0f}% of the MACs at most{frozen}; raise the target or lower "
                 f"lbound{finer}"
             )
 

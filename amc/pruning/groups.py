@@ -319,9 +319,10 @@ class PrunableNetwork:
 
     @property
     def prunable_macs_share(self) -> float:
-        """The share of the original MACs in layers that pruning can shrink (a dimension in a prunable group)."""
-        layers = {m.layer for g in self.groups for m in g.members}
-        return sum(c.macs for n, c in self.costs.items() if n in layers) / max(1, self.original_macs)
+        """The share of the original MACs pruning can remove: every prunable group cut to its smallest count (one
+        grid step), frozen groups and unprunable layers kept whole. Low when the prunable groups hold little."""
+        smallest = [min(g.step, g.channels) for g in self.groups]
+        return 1.0 - self.predict_macs(smallest) / max(1, self.original_macs)
 
     # -- channel counts and costs -----------------------------------------------------------------------
     def channel_counts(self, keep_ratios: Sequence[float]) -> list[int]:

@@ -40,7 +40,7 @@ def check_uniform_reachable(net: PrunableNetwork, target_macs_ratio: float, *, l
     frozen = f"; {len(net.frozen)} group(s) frozen: {', '.join(f.root for f in net.frozen[:4])}" if net.frozen else ""
     raise ValueError(
         f"target_macs_ratio={target_macs_ratio} needs every prunable group at keep ratio {needed:.3f}, below "
-        f"lbound={lbound}: the prunable groups hold {100 * net.prunable_macs_share:.0f}% of the MACs{frozen}. At "
+        f"lbound={lbound}: pruning can remove at most {100 * net.prunable_macs_share:.0f}% of the MACs{frozen}. At "
         f"lbound={lbound} the smallest reachable MACs ratio is {smallest_macs_ratio(net, lbound):.3f}: raise the "
         f"target, or pass lbound=0 to prune that far anyway")
 

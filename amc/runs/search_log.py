@@ -74,7 +74,10 @@ def write_episode_scalars(sink: ScalarSink, row: dict[str, Any], best_reward: fl
         value = row.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             sink.scalar(tag, float(value))
-    sink.scalar(BEST_REWARD, float(best_reward))
+    if best_reward > float("-inf"):
+        sink.scalar(BEST_REWARD, float(best_reward))
+    if row.get("network") is not None:  # an agent on several networks: one reward curve per network too
+        sink.scalar(f"{SCALARS['reward']}/{row['network']}", float(row["reward"]))
 
 
 def write_best_image(sink: ScalarSink, episode_log: EpisodeLog) -> None:
@@ -131,10 +134,10 @@ class EpisodeProgress:
             return
         elapsed = row["elapsed"]
         eta = elapsed / max(1, episode_log.episodes_this_run) * max(0, total - episode_log.episode)
-        assert episode_log.best is not None
-        log.info("%s search: episode %d/%d, reward %.4f, best %.4f (episode %d), %.0fs elapsed, ETA %.0fs",
-                 episode_log.method, episode_log.episode, total, row["reward"], episode_log.best_reward,
-                 episode_log.best["episode"], elapsed, eta)
+        best = episode_log.best  # None until the run's own network had an episode (an agent on several networks)
+        log.info("%s search: episode %d/%d, reward %.4f, best %s, %.0fs elapsed, ETA %.0fs", episode_log.method,
+                 episode_log.episode, total, row["reward"],
+                 "-" if best is None else f"{episode_log.best_reward:.4f} (episode {best['episode']})", elapsed, eta)
 
     def close(self) -> None:
         self.bar.close()
@@ -175,10 +178,13 @@ class EpisodeLog:
     row: the progress bar (``progress``) and, with ``tensorboard=True`` (the baselines), the ``amc/*`` curves and
     best-policy image in ``run_dir/tb/<method>``. The agent passes ``tensorboard=False``: its SB3 callbacks write the
     same curves through SB3's logger, next to SB3's own.
+
+    An agent trained on several networks (``env.networks``) records each episode's ``network``; ``best`` is then the
+    best episode of ``network`` (the run's own checkpoint) and ``best_by_network`` the best of each.
     """
 
     def __init__(self, run_dir: Path, *, method: str, total: int, progress: bool = True, tensorboard: bool = True,
-                 group_names: Sequence[str] | None = None) -> None:
+                 group_names: Sequence[str] | None = None, network: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.method, self.total = method, total
@@ -187,6 +193,8 @@ class EpisodeLog:
         self.episode = 0
         self.episodes_this_run = 0
         self.best: dict[str, Any] | None = None
+        self.network = network
+        self.best_by_network: dict[str, dict[str, Any]] = {}
         self.start = time.time()
         self.listeners: list[EpisodeListener] = []
         self.progress = EpisodeProgress(self, enabled=progress)
@@ -211,11 +219,13 @@ class EpisodeLog:
         if self.path.exists():
             text = self.path.read_text(encoding="utf-8", errors="replace")
             lines = [line for line in text.splitlines() if line.strip()]
-            kept = [line for row, line in _read_lines(self.path) if row["episode"] <= episode]
+            kept = [(row, line) for row, line in _read_lines(self.path) if row["episode"] <= episode]
             if len(kept) != len(lines) or not text.endswith("\n"):
                 tmp = self.path.with_suffix(".jsonl.tmp")
-                tmp.write_text("".join(line + "\n" for line in kept))
+                tmp.write_text("".join(line + "\n" for _, line in kept))
                 tmp.replace(self.path)
+            for row, _ in kept:
+                self._track_network(row)
         self.progress.restore(episode)
 
     def resume_from_file(self) -> None:
@@ -231,7 +241,9 @@ class EpisodeLog:
         now = time.time()
         row: dict[str, Any] = {"episode": self.episode, **{k: jsonable(v) for k, v in info.items() if k not in _DROP}}
         row.update(time=now, elapsed=round(now - self.start, 3))
-        new_best = self.best is None or row["reward"] > self.best["reward"]
+        self._track_network(row)
+        own = row.get("network") is None or row["network"] == self.network
+        new_best = own and (self.best is None or row["reward"] > self.best["reward"])
         if new_best:
             self.best = dict(row)
         row["best_reward"] = self.best_reward
@@ -240,6 +252,12 @@ class EpisodeLog:
         for listener in self.listeners:
             listener(row, new_best)
         return row, new_best
+
+    def _track_network(self, row: dict[str, Any]) -> None:
+        network = row.get("network")
+        if network is not None and (network not in self.best_by_network
+                                    or row["reward"] > self.best_by_network[network]["reward"]):
+            self.best_by_network[network] = dict(row)
 
     def _write_tensorboard(self, row: dict[str, Any], new_best: bool) -> None:
         assert self.tensorboard is not None

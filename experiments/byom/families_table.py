@@ -4,7 +4,7 @@ Run from the repository root: ``python -m experiments.byom.families_table --out 
 randomly initialised model (seed 0) as a plain state dict (``<out>/<name>/model.pth``, as a user would with
 ``torch.save(model.state_dict(), ...)``) and runs, each step in a subprocess under a time limit:
 
-1. ``python -m amc.inspect``: prunable and frozen groups, the share of MACs in prunable layers;
+1. ``python -m amc.inspect``: prunable and frozen groups, the share of the MACs pruning can remove;
 2. ``python -m amc.prune target_macs_ratio=0.5``: uniform pruning to half the MACs (``<out>/<name>/prune``), on the
    deployment runtime's channel grid, its speedup in onnxruntime at batch 1 measured against the original;
 3. ``python -m amc.search debug=smoke env.eval_images=null``: a smoke search on the default 50% MACs budget
@@ -78,7 +78,7 @@ def _parse_inspect(text: str) -> dict[str, Any]:
             in_frozen = True
         elif in_frozen and line.startswith("| ") and not line.startswith("| root layer"):
             frozen_roots.append(line.split("|")[1].strip())
-    share = re.search(r"prunable: ([\d.]+)% of the MACs", text)
+    share = re.search(r"pruning can remove up to ([\d.]+)% of the MACs", text)
     return {"prunable": int(head.group(1)), "frozen": int(head.group(2)), "frozen_roots": frozen_roots,
             "prunable_macs_share": None if share is None else float(share.group(1)) / 100}
 
@@ -105,6 +105,27 @@ def rebuild_check(search_dir: Path) -> dict[str, Any]:
             == (summary["macs"], summary["params"], summary["test_acc"], summary["reward_val_acc"])}
 
 
+def inspect_family(name: str, root: Path, timeout: float, graph_time_limit: float | None) -> tuple[dict[str, Any], str]:
+    """``amc.inspect`` of the family's saved model: the parsed counts (empty on failure) and the error line."""
+    cls = FAMILIES[name]
+    common = [f"checkpoint={(root / 'model.pth').resolve()}", f"model._target_={cls.__module__}.{cls.__name__}", *DATA,
+              "device=cpu"]
+    limit = [] if graph_time_limit is None else [f"graph_time_limit={graph_time_limit:g}"]
+    ok, err, _, stdout = _run_step("inspect", ["-m", "amc.inspect", *common, *limit], root / "inspect.txt", timeout)
+    return (_parse_inspect(stdout), "") if ok else ({}, err)
+
+
+def update_inspect(out: Path, timeout: float, graph_time_limit: float | None) -> list[dict[str, Any]]:
+    """Re-run only the inspect step of a finished table (its report changed); the other columns stay as measured."""
+    rows = json.loads((out / "results.json").read_text())
+    for row in rows:
+        parsed, err = inspect_family(row["family"], out / row["family"], timeout, graph_time_limit)
+        row.update(parsed)
+        if err and err not in row["notes"]:
+            row["notes"].append(err)
+    return rows
+
+
 def run_family(name: str, out: Path, timeout: float, graph_time_limit: float | None) -> dict[str, Any]:
     cls = FAMILIES[name]
     root = out / name
@@ -116,11 +137,11 @@ def run_family(name: str, out: Path, timeout: float, graph_time_limit: float | N
     limit = [] if graph_time_limit is None else [f"graph_time_limit={graph_time_limit:g}"]
     row: dict[str, Any] = {"family": name, "class": cls.__name__, "notes": [], "seconds": {}}
 
-    ok, err, row["seconds"]["inspect"], stdout = _run_step("inspect", ["-m", "amc.inspect", *common, *limit],
-                                                           root / "inspect.txt", timeout)
-    if ok:
-        row.update(_parse_inspect(stdout))
-    else:
+    start = time.perf_counter()
+    parsed, err = inspect_family(name, root, timeout, graph_time_limit)
+    row["seconds"]["inspect"] = time.perf_counter() - start
+    row.update(parsed)
+    if err:
         row["notes"].append(err)
 
     prune_dir = root / "prune"
@@ -190,7 +211,7 @@ def _speedup(speedups: dict[str, float] | None) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| family | groups prunable | frozen | MACs prunable | uniform 50% MACs met (achieved ratio) | uniform "
+    lines = ["| family | groups prunable | frozen | MACs removable | uniform 50% MACs met (achieved ratio) | uniform "
              "speedup, onnxruntime b1 | smoke search budget met (ratio) | plan rebuild identical | notes |",
              "|---|---:|---|---:|---|---:|---|---|---|"]
     for r in rows:
@@ -214,12 +235,20 @@ def main() -> None:
     parser.add_argument("--graph-time-limit", type=float, default=None,
                         help="pass graph_time_limit (seconds) to every step; default: the configs' own")
     parser.add_argument("--rebuild-check", type=Path, help=argparse.SUPPRESS)  # one step, run in a subprocess
+    parser.add_argument("--update-inspect", action="store_true",
+                        help="re-run only the inspect step of the finished table in --out (rewrites its table)")
     args = parser.parse_args()
     if args.rebuild_check is not None:
         print(json.dumps(rebuild_check(args.rebuild_check)))
         return
     if args.out is None:
         parser.error("--out is required")
+    if args.update_inspect:
+        rows = update_inspect(args.out, args.timeout, args.graph_time_limit)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+        (args.out / "table.md").write_text(format_table(rows) + "\n")
+        print(format_table(rows))
+        return
     names = [n.strip() for n in args.families.split(",") if n.strip()]
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:

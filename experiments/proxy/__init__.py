@@ -1,0 +1,1 @@
+"""Proxy study (issue 28): which cheap reward proxy predicts the fine-tuned accuracy? See README.md."""
