@@ -36,7 +36,7 @@ from tests.families import FAMILIES
 
 DATA = ["data=synthetic", "data.num_classes=10", "data.image_size=32"]
 INPUT_SHAPE = (1, 3, 32, 32)
-ALLOW = "tests.families"
+ALLOW = ("tests.families", "tests.families_more")  # where the families' classes live
 TOLERANCE = 1e-9  # a budget counts as met when the achieved MACs ratio is at most target + this
 
 
@@ -93,7 +93,7 @@ def rebuild_check(search_dir: Path) -> dict[str, Any]:
     from amc.measure.macs import count_macs_params
 
     summary = json.loads((search_dir / "summary.json").read_text())
-    model = load_pruned(search_dir / "best", allow=[ALLOW])
+    model = load_pruned(search_dir / "best", allow=list(ALLOW))
     macs, params = count_macs_params(model, INPUT_SHAPE)
     data = build_data(OmegaConf.load(search_dir / ".hydra" / "config.yaml").data)
     with torch.no_grad():
@@ -115,15 +115,38 @@ def inspect_family(name: str, root: Path, timeout: float, graph_time_limit: floa
     return (_parse_inspect(stdout), "") if ok else ({}, err)
 
 
-def update_inspect(out: Path, timeout: float, graph_time_limit: float | None) -> list[dict[str, Any]]:
-    """Re-run only the inspect step of a finished table (its report changed); the other columns stay as measured."""
+def redo_step(out: Path, step: str, timeout: float, graph_time_limit: float | None) -> list[dict[str, Any]]:
+    """Re-run one step (``inspect`` or ``rebuild``) for every family of the finished table in ``out`` (its report or
+    its check changed); the other columns stay as measured. The step's earlier error notes are replaced."""
     rows = json.loads((out / "results.json").read_text())
     for row in rows:
-        parsed, err = inspect_family(row["family"], out / row["family"], timeout, graph_time_limit)
-        row.update(parsed)
-        if err and err not in row["notes"]:
+        root = out / row["family"]
+        row["notes"] = [n for n in row["notes"] if not n.startswith(f"{step}:")]
+        if step == "inspect":
+            parsed, err = inspect_family(row["family"], root, timeout, graph_time_limit)
+            row.update(parsed)
+        elif (root / "search" / "summary.json").is_file():
+            err = _rebuild(row, root / "search", root, timeout)
+        else:
+            continue
+        if err:
             row["notes"].append(err)
     return rows
+
+
+def _rebuild(row: dict[str, Any], search_dir: Path, root: Path, timeout: float) -> str:
+    """The rebuild check of a finished smoke search, in a subprocess, into ``row``; returns an error note or ''."""
+    ok, err, row["seconds"]["rebuild"], stdout = _run_step(
+        "rebuild", ["-m", "experiments.byom.families_table", "--rebuild-check", str(search_dir)],
+        root / "rebuild.txt", timeout)
+    if not ok:
+        return err
+    check = json.loads(stdout.strip().splitlines()[-1])
+    row["rebuild"] = check
+    if check["identical"]:
+        return ""
+    return (f"rebuild differs: MACs {check['macs']} vs {check['summary_macs']}, params {check['params']} vs "
+            f"{check['summary_params']}, test acc {check['test_acc']:.4f} vs {check['summary_test_acc']:.4f}")
 
 
 def run_family(name: str, out: Path, timeout: float, graph_time_limit: float | None) -> dict[str, Any]:
@@ -169,17 +192,8 @@ def run_family(name: str, out: Path, timeout: float, graph_time_limit: float | N
         target = OmegaConf.load(search_dir / ".hydra" / "config.yaml").protocol.target
         row["search_macs_ratio"], row["search_target"] = summary["macs_ratio"], float(target)
         row["search_met"] = summary["macs_ratio"] <= float(target) + TOLERANCE
-        ok, err, row["seconds"]["rebuild"], stdout = _run_step(
-            "rebuild", ["-m", "experiments.byom.families_table", "--rebuild-check", str(search_dir)],
-            root / "rebuild.txt", timeout)
-        if ok:
-            check = json.loads(stdout.strip().splitlines()[-1])
-            row["rebuild"] = check
-            if not check["identical"]:
-                row["notes"].append(f"rebuild differs: MACs {check['macs']} vs {check['summary_macs']}, params "
-                                    f"{check['params']} vs {check['summary_params']}, test acc {check['test_acc']:.4f} "
-                                    f"vs {check['summary_test_acc']:.4f}")
-        else:
+        err = _rebuild(row, search_dir, root, timeout)
+        if err:
             row["notes"].append(err)
     else:
         row["notes"].append(err)
@@ -235,16 +249,16 @@ def main() -> None:
     parser.add_argument("--graph-time-limit", type=float, default=None,
                         help="pass graph_time_limit (seconds) to every step; default: the configs' own")
     parser.add_argument("--rebuild-check", type=Path, help=argparse.SUPPRESS)  # one step, run in a subprocess
-    parser.add_argument("--update-inspect", action="store_true",
-                        help="re-run only the inspect step of the finished table in --out (rewrites its table)")
+    parser.add_argument("--redo", choices=("inspect", "rebuild"), default=None,
+                        help="re-run only this step of the finished table in --out (rewrites its table)")
     args = parser.parse_args()
     if args.rebuild_check is not None:
         print(json.dumps(rebuild_check(args.rebuild_check)))
         return
     if args.out is None:
         parser.error("--out is required")
-    if args.update_inspect:
-        rows = update_inspect(args.out, args.timeout, args.graph_time_limit)
+    if args.redo:
+        rows = redo_step(args.out, args.redo, args.timeout, args.graph_time_limit)
         (args.out / "results.json").write_text(json.dumps(rows, indent=2))
         (args.out / "table.md").write_text(format_table(rows) + "\n")
         print(format_table(rows))
