@@ -2,7 +2,7 @@
 # Issue 26: the non-RL baselines a practitioner would pick, in the same harness as the committed AMC fronts
 # (experiments/results/<model>_fmnist_front: channel grid 1, 2000 reward-val images, no fine-tuning):
 # method=sensitivity (ModelOpt FastNAS / AIMET style, deterministic: one run) and method=eagleeye (random policies
-# scored after adaptive BN, as many episodes as AMC's; one run per seed).
+# scored after adaptive BN, as many episodes as AMC's; one run per seed). No compare_with: the fronts hold uniform and random.
 # Usage: experiments/sensitivity/run_baselines.sh <out root> <model> "<targets>" "<methods>" "<seeds>"
 #   e.g. experiments/sensitivity/run_baselines.sh experiments/results/baselines_fmnist mobilenet_v2 "0.5 0.3" \
 #        "sensitivity eagleeye" "0"
@@ -20,7 +20,7 @@ for t in $targets; do
       extra=""; [ -d "$d" ] && [ -f "$d/settings.json" ] && extra="resume=$d"
       mkdir -p "$(dirname "$d")"
       echo "== $model MACs target $t $m seed $s -> $d"
-      $PY -m amc.search experiment=${model}_macs50 protocol.target=$t method=$m seed=$s env.round_to=1 \
+      $PY -m amc.search experiment=${model}_macs50 protocol.target=$t method=$m seed=$s env.round_to=1 "compare_with=[]" \
         progress=false hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 || echo "failed: see $d.log (going on)"
     done
   done
