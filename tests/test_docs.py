@@ -38,8 +38,8 @@ def test_check_names_an_altered_block(tmp_path: Path) -> None:
     assert run_generate("--check", "--root", str(REPO), str(copy)).returncode == 0  # an unaltered copy passes
 
     lines = copy.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith(START))
-    row = next(i for i in range(start, len(lines)) if lines[i].startswith("| macs 0.5 | amc"))
+    row = next(i for i, line in enumerate(lines) if line.startswith("| macs 0.5 | amc"))
+    start = max(i for i in range(row) if lines[i].startswith(START))  # the block the row is in
     lines[row] = lines[row].replace("| amc |", "| amc (edited by hand) |")
     copy.write_text("".join(lines))
 
