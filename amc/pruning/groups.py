@@ -110,18 +110,24 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
 
 
-def remove_channels(modules: dict[str, nn.Module], drops: Sequence[tuple[ChannelGroup, set[int]]]) -> None:
-    """Remove the root channels ``drop`` of each ``(group, drop)`` from the layers in ``modules`` (a copy's named
-    modules). Every layer dimension is cut once, by the union of its indices over all groups, all taken in the
-    original layout: a layer fed by a concatenation of several groups (Inception branches, DenseNet / DLA trees) holds
-    each group's channels at an offset that cutting another group first would shift."""
-    cuts: dict[tuple[str, str], tuple[Callable[..., nn.Module], set[int]]] = {}
+def layer_cuts(drops: Sequence[tuple[ChannelGroup, set[int]]]) -> dict[tuple[str, str], list[int]]:
+    """For every (layer, 'in'|'out') dimension the root channels ``drop`` of each ``(group, drop)`` reach, the sorted
+    union of its indices over all groups, all in the original layout."""
+    cuts: dict[tuple[str, str], set[int]] = {}
     for group, drop in drops:
         for m in group.members:
-            cuts.setdefault((m.layer, m.dim), (m.handler, set()))[1].update(group.layer_idxs(m, drop))
-    for (layer, _), (handler, idxs) in cuts.items():
-        if idxs:
-            handler(modules[layer], sorted(idxs))
+            cuts.setdefault((m.layer, m.dim), set()).update(group.layer_idxs(m, drop))
+    return {key: sorted(idxs) for key, idxs in cuts.items() if idxs}
+
+
+def remove_channels(modules: dict[str, nn.Module], drops: Sequence[tuple[ChannelGroup, set[int]]]) -> None:
+    """Remove the root channels ``drop`` of each ``(group, drop)`` from the layers in ``modules`` (a copy's named
+    modules). Every layer dimension is cut once, by its ``layer_cuts``: a layer fed by a concatenation of several
+    groups (Inception branches, DenseNet / DLA trees) holds each group's channels at an offset that cutting another
+    group first would shift."""
+    handlers = {(m.layer, m.dim): m.handler for group, _ in drops for m in group.members}
+    for (layer, dim), idxs in layer_cuts(drops).items():
+        handlers[(layer, dim)](modules[layer], idxs)
 
 
 def trial_drop(channels: int, seed: int, channel_groups: int = 1) -> set[int]:

@@ -8,19 +8,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from amc.pruning.groups import PrunableNetwork, remove_channels
+from amc.pruning.groups import ChannelGroup, PrunableNetwork, layer_cuts, remove_channels
 
 
 def pruned_layer_idxs(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> dict[tuple[str, str], list[int]]:
-    """For every (layer, 'in'|'out') dimension, the channel indices removed by the kept root indices."""
-    removed: dict[tuple[str, str], list[int]] = {}
-    for group, keep in zip(net.groups, kept):
-        drop = set(range(group.channels)) - set(keep.tolist())
-        if not drop:
-            continue
-        for m in group.members:
-            removed.setdefault((m.layer, m.dim), []).extend(group.layer_idxs(m, drop))
-    return removed
+    """For every (layer, 'in'|'out') dimension, the channel indices removed by the kept root indices (sorted)."""
+    return layer_cuts(_drops(net, kept))
+
+
+def _drops(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> list[tuple[ChannelGroup, set[int]]]:
+    """(group, root channels it loses) for every group: all but ``kept``."""
+    return [(group, set(range(group.channels)) - set(keep.tolist())) for group, keep in zip(net.groups, kept)]
 
 
 def prune_copy(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> nn.Module:
@@ -29,12 +27,10 @@ def prune_copy(net: PrunableNetwork, kept: Sequence[torch.Tensor]) -> nn.Module:
         raise ValueError(f"got kept channels for {len(kept)} groups, the model has {net.num_groups}")
     model = copy.deepcopy(net.model)
     modules = dict(model.named_modules())
-    drops = []
     for group, keep in zip(net.groups, kept):
         if len(keep) == 0:
             raise ValueError(f"group {group.index} ({group.root}) would lose all its channels; keep at least one")
-        drops.append((group, set(range(group.channels)) - set(keep.tolist())))
-    remove_channels(modules, drops)
+    remove_channels(modules, _drops(net, kept))
     check_runs(model.eval(), net, kept)
     return model
 
