@@ -155,6 +155,19 @@ def test_resume_may_grow_episodes_but_not_shrink_or_repeat_them(checkpoint: Path
     assert preflight(_cfg(checkpoint, "episodes=6", f"resume={run_dir}"), tmp_path / "new") == run_dir
 
 
+def test_resume_from_another_working_dir_may_name_another_latency_cache(checkpoint: Path, tmp_path: Path) -> None:
+    """A resumed run reads the latency table it started with from its own dir: the cache's place is not a setting
+    of the search (a relative cache_dir resolves elsewhere when resumed from another checkout)."""
+    run_dir = tmp_path / "run"
+    _finished_search(run_dir, _cfg(checkpoint, "protocol=latency", "protocol.latency_table.cache_dir=/somewhere/x"))
+    other = _cfg(checkpoint, "protocol=latency", "protocol.latency_table.cache_dir=/elsewhere/x", "episodes=12",
+                 f"resume={run_dir}")
+    assert preflight(other, tmp_path / "new") == run_dir
+    with pytest.raises(ValueError, match=r"protocol.latency_table.batch_size: recorded"):
+        preflight(_cfg(checkpoint, "protocol=latency", "protocol.latency_table.batch_size=4", "episodes=12",
+                       f"resume={run_dir}"), tmp_path / "new")
+
+
 def test_episodes_done_ignores_a_truncated_last_line(tmp_path: Path) -> None:
     (tmp_path / "episodes.jsonl").write_text('{"episode": 1}\n{"episode": 2}\n{"episo')
     assert episodes_done(tmp_path, "random") == 2

@@ -12,9 +12,10 @@ RUN_MARKERS = ("summary.json", "episodes.jsonl", "resume", SETTINGS_FILE)
 
 # settings under DEFINING that cannot change a search's results: a resume may change them
 # (BN folding, channels-last and the evaluation batch size change logits by float rounding only: no reward-val
-# image changed in the benchmark; with early stopping the batch size moves the points where it checks)
+# image changed in the benchmark; with early stopping the batch size moves the points where it checks; a resumed run
+# reads the latency table it started with from its own dir, so where the cache lives does not matter)
 RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.start_method", "env.fold_bn",
-                            "env.channels_last", "env.eval_batch_size"})
+                            "env.channels_last", "env.eval_batch_size", "protocol.latency_table.cache_dir"})
 # settings added after runs were recorded without them: absent in a recorded run means this value
 ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None,
                   "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500,
