@@ -35,7 +35,8 @@ from amc.cli.checks import check_common, check_workers, recorded_settings
 from amc.cli.compare import compare_and_report, evaluate_original
 from amc.cli.methods import evaluate_best, run_policy
 from amc.cli.setup import agent_env, build_setup
-from amc.envs.channel_pruning import TARGET_FIELD, observation_fields
+from amc.envs.channel_pruning import OBS_FIELDS, TARGET_FIELD, observation_fields
+from amc.envs.state_fields import extras_of_fields
 from amc.pruning.heuristics import HEURISTICS
 from amc.runs.episodes import run_actor
 from amc.runs.search_log import EpisodeLog
@@ -87,11 +88,19 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
                 raise FileNotFoundError(f"agent_run={agent_dir} has no {name}: pass the run dir of a finished "
                                         f"`python -m amc.search` (method=amc) or `amc.apply` with refine_episodes")
         meta = json.loads((agent_dir / "actor.json").read_text(encoding="utf-8"))
-        conditioned = TARGET_FIELD in ((meta.get("observation") or {}).get("fields") or ())
-        with open_dict(cfg):
-            cfg.env.budget_in_state = conditioned  # the agent's observation layout decides
-        check_actor_fits(meta, obs_fields=observation_fields(conditioned), lbound=cfg.env.lbound, rbound=cfg.env.rbound,
-                         source=agent_dir)
+        fields = (meta.get("observation") or {}).get("fields") or ()
+        conditioned = TARGET_FIELD in fields
+        try:
+            extras = extras_of_fields(fields, OBS_FIELDS, (TARGET_FIELD,)) if fields else ()
+        except ValueError as e:
+            raise ValueError(f"agent {agent_dir}: {e}") from None
+        with open_dict(cfg):  # the agent's observation layout decides
+            cfg.env.budget_in_state, cfg.env.state_extras = conditioned, list(extras)
+        if "budget_left" in extras and cfg.protocol.get("resource") is None:
+            raise ValueError(f"agent {agent_dir} sees the state field 'budget_left', which needs a resource budget: "
+                             f"apply it with protocol=macs, params or latency (the accuracy-guaranteed ones have none)")
+        check_actor_fits(meta, obs_fields=observation_fields(conditioned, extras), lbound=cfg.env.lbound,
+                         rbound=cfg.env.rbound, source=agent_dir)
         if cfg.refine_episodes and not (agent_dir / "resume" / "policy.safetensors").is_file():
             raise FileNotFoundError(f"refine_episodes needs the agent's critic too: {agent_dir}/resume/policy.safetensors "
                                     f"is missing")

@@ -7,6 +7,7 @@ Baselines with exact channel counts play an episode through the same path with `
 
 A budget-conditioned agent (one agent for every budget): ``target_range=(lo, hi)`` draws each episode's target ratio
 from the env's RNG (the wall and the reward use it) and ``budget_in_state=True`` appends it to the observation.
+``state_extras`` adds fields that mean the same in every network (:mod:`amc.envs.state_fields`) after AMC's 11.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from gymnasium import spaces
 
 from amc.data.base import DataSplits
+from amc.envs.state_fields import extra_fields, static_extras
 from amc.measure.accuracy import EarlyStop, evaluate_accuracy_adaptive
 from amc.measure.fast_paths import check_fast_paths
 from amc.measure.latency_table import LatencyTable
@@ -36,9 +38,10 @@ OBS_DIM = len(OBS_FIELDS)
 TARGET_FIELD = "target"  # the episode's budget (target ratio), last in the observation with budget_in_state
 
 
-def observation_fields(budget_in_state: bool) -> tuple[str, ...]:
-    """The observation layout: AMC's 11 fields, plus the episode's target ratio when it is in the state."""
-    return (*OBS_FIELDS, TARGET_FIELD) if budget_in_state else OBS_FIELDS
+def observation_fields(budget_in_state: bool, state_extras: Sequence[str] = ()) -> tuple[str, ...]:
+    """The observation layout: AMC's 11 fields, the extras' fields, and the episode's target ratio when it is in the
+    state."""
+    return (*OBS_FIELDS, *extra_fields(state_extras), *((TARGET_FIELD,) if budget_in_state else ()))
 
 
 def _minmax(column: np.ndarray) -> np.ndarray:
@@ -74,12 +77,14 @@ class ChannelPruningEnv(gym.Env):
         early_stop_min_images: int = 500,
         fold_bn: bool = False,
         channels_last: bool = False,
+        state_extras: Sequence[str] = (),
     ) -> None:
         """``early_stop_margin``: stop evaluating an episode once the upper confidence bound (``early_stop_z``) of
         its accuracy, after at least ``early_stop_min_images``, is more than the margin below the best accuracy of
         the episodes evaluated in full (None: every episode sees all ``eval_images``). ``fold_bn``: fold BatchNorm
         into the preceding conv of each evaluated copy (after any BN recalibration; exact up to float rounding).
-        ``channels_last``: evaluate each copy in the channels-last memory format (faster convolutions on CPU)."""
+        ``channels_last``: evaluate each copy in the channels-last memory format (faster convolutions on CPU).
+        ``state_extras``: names of :data:`~amc.envs.state_fields.STATE_EXTRAS` added to the observation."""
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
         if engine.net is not net:
@@ -94,6 +99,9 @@ class ChannelPruningEnv(gym.Env):
         if (budget_in_state or target_range is not None) and budget is None:
             raise ValueError("budget_in_state and target_range need a resource budget (the accuracy-guaranteed "
                              "protocol has none)")
+        if "budget_left" in state_extras and budget is None:
+            raise ValueError("the state field 'budget_left' needs a resource budget (protocol=macs, params or "
+                             "latency); the accuracy-guaranteed protocol has none")
         if early_stop_margin is not None:
             if early_stop_margin < 0:
                 raise ValueError(f"early_stop_margin must be >= 0 or None, got {early_stop_margin}")
@@ -122,7 +130,8 @@ class ChannelPruningEnv(gym.Env):
         split_size = len(data.split(eval_split))
         self._eval_total = split_size if eval_images is None else min(eval_images, split_size)  # a full evaluation
         self.render_mode = None
-        self.obs_fields = observation_fields(budget_in_state)
+        self.obs_fields = observation_fields(budget_in_state, state_extras)
+        self._budget_left = "budget_left" in state_extras
         self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
         self._fixed_budget = budget
         self.target_range: tuple[float, float] | None = None
@@ -140,6 +149,7 @@ class ChannelPruningEnv(gym.Env):
         static = np.array([[g.channels, g.in_channels, g.feature_hw[0], g.feature_hw[1], g.stride, g.kernel, g.macs]
                            for g in groups], dtype=np.float64)
         self._static = np.stack([_minmax(static[:, j]) for j in range(static.shape[1])], axis=1)
+        self._extras = static_extras(net, state_extras)
         touched = [set(g.producers) | set(g.consumers) for g in groups]
         self._rest = np.zeros(self.num_groups)
         for t in range(self.num_groups):
@@ -250,8 +260,19 @@ class ChannelPruningEnv(gym.Env):
         a_prev = self._counts[-1] / self.net.groups[len(self._counts) - 1].channels if self._counts else 1.0
         position = t / (self.num_groups - 1) if self.num_groups > 1 else 0.0
         extra = [self.budget.target_ratio] if TARGET_FIELD in self.obs_fields and self.budget is not None else []
-        obs = np.concatenate([[position], self._static[t], [reduced, self._rest[t], a_prev], extra])
+        left = [self._budget_still_needed()] if self._budget_left else []
+        obs = np.concatenate([[position], self._static[t], [reduced, self._rest[t], a_prev], self._extras[t], left,
+                              extra])
         return np.clip(obs, 0.0, 1.0).astype(np.float32)
+
+    def _budget_still_needed(self) -> float:
+        """The share of what the undecided groups can still remove that the budget requires them to remove."""
+        assert self.budget is not None
+        decided = self._counts
+        full = self.budget.ratio([*decided, *self._full[len(decided):]])
+        least = self.budget.ratio([*decided, *self.budget.min_counts[len(decided):]])
+        removable = full - least
+        return 0.0 if removable <= 0 else float(np.clip((full - self.budget.target_ratio) / removable, 0.0, 1.0))
 
     def _finish(self) -> tuple[float, dict[str, Any]]:
         result = self.engine.prune_counts(self._counts)  # the counts as decided: no ratio round trip

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from amc.artifacts.checkpoint import CheckpointError
 from amc.cli import require_batch_sizes, require_positive_ints, resolve_device, resolve_runtime_settings
+from amc.envs.state_fields import check_state_extras
 from amc.pruning.budget import RESOURCES
 from amc.pruning.heuristics import HEURISTICS
 from amc.pruning.selection import CRITERIA
@@ -36,6 +37,15 @@ def check_config(cfg: DictConfig) -> None:
         check_agent(cfg.agent)
     check_target_range(cfg)
     check_networks(cfg)
+    check_state_extras_config(cfg)
+
+
+def check_state_extras_config(cfg: DictConfig) -> None:
+    """``env.state_extras``: known names; ``budget_left`` only under a resource budget."""
+    extras = check_state_extras(list(cfg.env.get("state_extras") or []))
+    if "budget_left" in extras and cfg.protocol.resource is None:
+        raise ValueError("env.state_extras: 'budget_left' needs a resource budget (protocol=macs, params or latency); "
+                         "the accuracy-guaranteed protocols have none")
 
 
 def check_networks(cfg: DictConfig) -> None:

@@ -55,6 +55,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             eval_images=e.eval_images, eval_batch_size=e.eval_batch_size, device=device,
                             latency_table=table, release_memory_per_episode=e.release_memory,
                             budget_in_state=bool(e.get("budget_in_state", False)),
+                            state_extras=tuple(e.get("state_extras") or ()),
                             early_stop_margin=OmegaConf.select(e, "early_stop.margin"),
                             early_stop_z=OmegaConf.select(e, "early_stop.z", default=3.0),
                             early_stop_min_images=OmegaConf.select(e, "early_stop.min_images", default=500),
