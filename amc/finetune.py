@@ -32,6 +32,7 @@ from amc.cli import (
     full_errors,
     require_positive_ints,
     resolve_device,
+    training_interrupted,
     user_errors,
 )
 from amc.data.base import DataSplits
@@ -242,15 +243,7 @@ def main(cfg: DictConfig) -> float:
     except KeyboardInterrupt:
         if full_errors():
             raise
-        state = read_training_state(run_dir / STATE_DIR)
-        if state is None:
-            print(f"\namc-finetune: interrupted before the first epoch ended; nothing to resume in {run_dir}",
-                  file=sys.stderr)
-        else:
-            args = [o for o in hc.overrides.task if not o.startswith("resume=")]
-            print(f"\namc-finetune: interrupted after epoch {state['epoch']}; continue with: "
-                  f"{command_line('amc.finetune', [*args, f'resume={run_dir}'])}", file=sys.stderr)
-        raise SystemExit(130) from None
+        training_interrupted("amc-finetune", run_dir, read_training_state(run_dir / STATE_DIR), list(hc.overrides.task))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,22 @@ def test_build_model_passes_kwargs() -> None:
     assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters())
 
 
+@pytest.mark.parametrize("name", ["resnet20", "resnet32", "resnet56", "plain20"])
+def test_resnet_widths_scale_every_stage(name: str) -> None:
+    model = build_model(name, in_channels=1, num_classes=10, width=8)
+    convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert sorted(set(convs)) == [8, 16, 32] and model.fc.in_features == 32
+
+
+def test_vgg_width_mult_scales_every_conv_and_is_checked() -> None:
+    half = build_model("vgg16", in_channels=1, num_classes=10, width_mult=0.5)
+    full = build_model("vgg16", in_channels=1, num_classes=10)
+    widths = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    assert widths(half) == [w // 2 for w in widths(full)] and half.classifier[0].in_features == 256
+    with pytest.raises(ValueError, match="width_mult must be > 0, got 0"):
+        build_model("vgg16", in_channels=1, num_classes=10, width_mult=0)
+
+
 def test_build_model_from_import_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO_ROOT))  # make the tests folder importable as ``tests``
     model = build_model("tests.helpers.tiny_net", in_channels=2, num_classes=5, allow=["tests.helpers"])

@@ -166,6 +166,18 @@ def command_line(prog: str, overrides: list[str]) -> str:
     return " ".join(["python -m", prog, *quoted])
 
 
+def training_interrupted(prog: str, run_dir: Path, state: dict[str, Any] | None, overrides: list[str]) -> None:
+    """What a Ctrl-C'd training command prints: how to continue from its last finished epoch (``state``), if any;
+    exits 130."""
+    if state is None:
+        print(f"\n{prog}: interrupted before the first epoch ended; nothing to resume in {run_dir}", file=sys.stderr)
+    else:
+        args = [o for o in overrides if not o.startswith("resume=")]
+        print(f"\n{prog}: interrupted after epoch {state['epoch']}; continue with: "
+              f"{command_line(prog.replace('amc-', 'amc.'), [*args, f'resume={run_dir}'])}", file=sys.stderr)
+    raise SystemExit(130) from None
+
+
 class PreflightCallback(Callback):
     """A hydra callback that checks a command before hydra creates or writes anything in its run dir.
 

@@ -62,18 +62,18 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def resnet20(in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
-    return CifarResNet(20, in_channels, num_classes)
+def resnet20(in_channels: int = 3, num_classes: int = 10, width: int = 16) -> CifarResNet:
+    return CifarResNet(20, in_channels, num_classes, width=width)
 
 
-def resnet32(in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
-    return CifarResNet(32, in_channels, num_classes)
+def resnet32(in_channels: int = 3, num_classes: int = 10, width: int = 16) -> CifarResNet:
+    return CifarResNet(32, in_channels, num_classes, width=width)
 
 
-def resnet56(in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
-    return CifarResNet(56, in_channels, num_classes)
+def resnet56(in_channels: int = 3, num_classes: int = 10, width: int = 16) -> CifarResNet:
+    return CifarResNet(56, in_channels, num_classes, width=width)
 
 
-def plain20(in_channels: int = 3, num_classes: int = 10) -> CifarResNet:
+def plain20(in_channels: int = 3, num_classes: int = 10, width: int = 16) -> CifarResNet:
     """ResNet-20 without shortcuts (the paper's Plain-20)."""
-    return CifarResNet(20, in_channels, num_classes, residual=False)
+    return CifarResNet(20, in_channels, num_classes, width=width, residual=False)

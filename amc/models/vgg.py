@@ -29,5 +29,9 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def vgg16(in_channels: int = 3, num_classes: int = 10) -> VGG:
-    return VGG(VGG16_CFG, in_channels, num_classes)
+def vgg16(in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0) -> VGG:
+    """VGG-16; ``width_mult`` scales every conv's channels (0.5: a quarter of the MACs and parameters)."""
+    if width_mult <= 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult}")
+    cfg = tuple(v if v == "M" else max(1, round(int(v) * width_mult)) for v in VGG16_CFG)
+    return VGG(cfg, in_channels, num_classes)
