@@ -1,0 +1,91 @@
+"""The held-out table of issue 27 from ``run_heldout.sh``: ``python experiments/transfer/heldout_table.py <out root>``.
+
+One row per (network, budget, method): test and reward-val accuracy (mean ± std over seeds, n), MACs ratio, episodes
+spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
+(``--scratch <net>=<folder with seed*/>``, at MACs 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+FIXED = {"uniform": "uniform", "deep": "deep", "resnet20_agent": "ResNet-20 agent (every budget), zero-shot"}
+SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", "zoo agent ({v}), zero-shot"),
+          (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", "zoo agent ({v}) + {n} episodes"),
+          (r"random(?P<n>\d+)_s\d+", "random search, {n} episodes")]
+
+
+def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def method_of(name: str) -> str | None:
+    """The table's method label of a run dir's name (None for dirs that are not runs of the study)."""
+    if name in FIXED:
+        return FIXED[name]
+    for pattern, label in SEEDED:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return label.format(**m.groupdict())
+    return None
+
+
+def collect(root: Path, scratch: dict[str, Path]) -> list[dict]:
+    """Per (network, target, method): the finished runs' summaries."""
+    rows: dict[tuple[str, float, str], list[dict]] = {}
+    for summary in sorted(root.glob("heldout/*/t*/*/summary.json")):
+        run = summary.parent
+        label = method_of(run.name)
+        if label is None or not (run / "comparison.md").is_file():
+            continue
+        key = (run.parent.parent.name, float(run.parent.name[1:]), label)
+        rows.setdefault(key, []).append(json.loads(summary.read_text()))
+    for net, folder in scratch.items():
+        found = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/summary.json"))]
+        if found:
+            rows[(net, 0.5, "AMC searched on this network, 400 episodes")] = found
+    return [{"network": k[0], "target": k[1], "method": k[2], "runs": v} for k, v in sorted(rows.items())]
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table: accuracy, MACs, episodes and the gap to uniform at the same budget."""
+    uniform = {(r["network"], r["target"]): statistics.fmean(x["test_acc"] for x in r["runs"])
+               for r in rows if r["method"] == "uniform"}
+    lines = ["| network | MACs target | method | n | test acc (%) | reward-val acc (%) | vs uniform (points) | "
+             "MACs ratio | episodes on this network |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        runs = r["runs"]
+        test = [x["test_acc"] for x in runs]
+        base = uniform.get((r["network"], r["target"]))
+        gap = "-" if base is None or r["method"] == "uniform" else f"{(statistics.fmean(test) - base) * 100:+.2f}"
+        episodes = sorted({int(x.get("episodes", 1)) for x in runs})
+        lines.append(f"| {r['network']} | {r['target']:.1f} | {r['method']} | {len(runs)} | {_fmt(test)} | "
+                     f"{_fmt([x['reward_val_acc'] for x in runs])} | {gap} | "
+                     f"{_fmt([x['macs_ratio'] for x in runs], 1.0, 3)} | {'/'.join(map(str, episodes))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--scratch", action="append", default=[], help="<net>=<search results folder with seed*/>")
+    parser.add_argument("--out", type=Path, help="write the table here (else print it)")
+    args = parser.parse_args()
+    text = table(collect(args.root, {k: Path(v) for k, v in (s.split("=", 1) for s in args.scratch)}))
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

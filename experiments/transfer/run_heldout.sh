@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 27, step 2: the held-out networks (ResNet-56, MobileNet-V2; never trained on), no fine-tuning.
+#   zero-shot at MACs 0.3, 0.5, 0.7: each zoo agent, the single-network ResNet-20 agent (one agent for every budget,
+#   resnet20_fmnist_conditioned), uniform and deep;
+#   at 0.5: each zoo agent refined for 10 and 25 episodes, against random search with 10 and 25 episodes (the
+#   400-episode searches are the committed <net>_fmnist_macs50 results).
+# Usage: experiments/transfer/run_heldout.sh <out root> "<variants>" "<seeds>"   (agents from run_zoo_agents.sh)
+# Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides.
+set -euo pipefail
+out=$1 variants=$2 seeds=$3
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+PY=${PY:-python}
+B=${BASELINES:-experiments/baselines/fashion_mnist}
+R20_AGENT=${R20_AGENT:-experiments/results/resnet20_fmnist_conditioned/train_e800_decay99/s0}
+# channel grid 1 as the committed 400-episode searches and the agents; the BN-recalibrated re-evaluation is skipped
+# and latency timed briefly: the table compares accuracies
+common="env.round_to=1 progress=false final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
+run() {  # run <dir> <module> <args...>
+  local dir=$1 module=$2; shift 2
+  [ -f "$dir/comparison.md" ] && return 0
+  [ -e "$dir" ] && mv "$dir" "$dir.incomplete.$(date +%s)"
+  mkdir -p "$(dirname "$dir")"
+  echo "== $module $* -> $dir"
+  $PY -m "$module" "$@" $common "hydra.run.dir=$dir" ${EXTRA:-} > "$dir.log" 2>&1 || echo "failed: see $dir.log (going on)"
+}
+for net in ${NETS:-resnet56 mobilenet_v2}; do
+  ck=$B/$net/model.safetensors
+  for t in ${TARGETS:-0.3 0.5 0.7}; do
+    h=$out/heldout/$net/t$t
+    run "$h/uniform" amc.apply checkpoint=$ck policy=uniform protocol.target=$t compare_with=[]
+    run "$h/deep" amc.apply checkpoint=$ck policy=deep protocol.target=$t compare_with=[]
+    run "$h/resnet20_agent" amc.apply checkpoint=$ck agent_run=$R20_AGENT protocol.target=$t compare_with=[]
+    for v in $variants; do
+      for s in $seeds; do
+        run "$h/zero_shot_${v}_s$s" amc.apply checkpoint=$ck agent_run=$out/agents/$v/s$s protocol.target=$t \
+          compare_with=[] seed=$s
+      done
+    done
+  done
+  h=$out/heldout/$net/t0.5
+  for n in 10 25; do
+    for s in $seeds; do
+      run "$h/random${n}_s$s" amc.search checkpoint=$ck method=random episodes=$n protocol.target=0.5 \
+        compare_with=[] seed=$s
+      for v in $variants; do
+        run "$h/refine${n}_${v}_s$s" amc.apply checkpoint=$ck agent_run=$out/agents/$v/s$s protocol.target=0.5 \
+          refine_episodes=$n compare_with=[] seed=$s
+      done
+    done
+  done
+done

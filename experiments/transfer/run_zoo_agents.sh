@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 27, step 1: agents trained across the zoo, one agent for every budget (MACs 0.3-0.7) and every network.
+# ResNet-56 and MobileNet-V2 are held out: never trained on. Channel grid 1, as the committed single-network searches. Each variant is a state (observation) of the ablation:
+#   amc    AMC's 11 fields + the episode's target
+#   scale  + kind and absolute sizes (envs/state_fields.py)
+#   all    + kind, scale, macs_share, stage, budget_left
+# Usage: experiments/transfer/run_zoo_agents.sh <out root> "<variants>" "<seeds>"
+#   e.g. experiments/transfer/run_zoo_agents.sh experiments/results/transfer_zoo "amc all" "0 1 2"
+# Resumable: a finished run (comparison.md) is skipped, an interrupted one resumed (resume=<dir>). EXTRA adds overrides.
+set -euo pipefail
+out=$1 variants=$2 seeds=$3
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+PY=${PY:-python}
+B=${BASELINES:-experiments/baselines/fashion_mnist}
+declare -A EXTRAS=([amc]="[]" [scale]="[kind,scale]" [all]="[kind,scale,macs_share,stage,budget_left]")
+networks="[$B/plain20/model.safetensors,$B/resnet20_w8/model.safetensors,$B/resnet32/model.safetensors,\
+$B/mobilenet_v1/model.safetensors,$B/resnet20_w24/model.safetensors,$B/vgg16/model.safetensors]"
+for v in $variants; do
+  for s in $seeds; do
+    d=$out/agents/$v/s$s
+    [ -f "$d/comparison.md" ] && continue
+    extra=""; [ -f "$d/settings.json" ] && extra="resume=$d"
+    mkdir -p "$(dirname "$d")"
+    echo "== zoo agent, state $v, seed $s -> $d"
+    $PY -m amc.search experiment=resnet20_macs50 "env.networks=$networks" env.network_order=round_robin \
+      'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[$v]}" \
+      agent.sigma_decay=0.99 episodes=${EPISODES:-840} 'compare_with=[]' seed=$s progress=false env.round_to=1 \
+      final_eval.bn_recalibration_batches=0 hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 \
+      || echo "failed: see $d.log (going on)"
+  done
+done
