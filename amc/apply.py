@@ -209,7 +209,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     with clock.stage("set-up (data, model, groups, calibration)"):
         setup = build_setup(cfg, output_dir)
     with clock.stage("the original's accuracy"):
-        original = evaluate_original(cfg, setup)
+        original = evaluate_original(cfg, setup, cache_dir=cfg.get("original_cache_dir"))
     total = 1 + int(cfg.refine_episodes)
     episode_log = EpisodeLog(output_dir, method=method, total=total, progress=cfg.progress,
                              group_names=[g.root for g in setup.net.groups])

@@ -19,7 +19,7 @@ from amc.search import run as search_run
 SEARCH = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=4",
           "agent.warmup_episodes=2", "agent.batch_size=8", "progress=false", "device=cpu", "final_eval.latency_repeats=2"]
 APPLY = ["data=synthetic", "env.calibration.num_images=64", "env.eval_images=64", "progress=false", "device=cpu",
-         "final_eval.latency_repeats=2", "final_eval.bn_recalibration_batches=0"]
+         "final_eval.latency_repeats=2", "final_eval.bn_recalibration_batches=0", "original_cache_dir=null"]
 
 
 def _checkpoint(path: Path, target: str, seed: int = 0) -> Path:
@@ -74,6 +74,24 @@ def test_agent_applied_zero_shot_to_another_network_meets_the_budget(searched, t
     assert list(stages)[0].startswith("set-up") and len(stages) == 5 and all(s >= 0 for s in stages.values())
     again = apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={run_dir}", "protocol.target=0.4"), tmp_path / "again")
     assert again["channels"] == row["channels"]  # deterministic: no noise
+
+
+def test_the_originals_accuracies_are_reused_only_for_the_same_checkpoint_and_data(searched, tmp_path: Path,
+                                                                                   caplog) -> None:
+    run_dir, ckpt = searched
+    cache = tmp_path / "cache"
+    common = [f"checkpoint={ckpt}", f"agent_run={run_dir}", "compare_with=[]", f"original_cache_dir={cache}"]
+    apply_run(_apply_cfg(*common), tmp_path / "first")
+    assert len(list(cache.glob("original-*.json"))) == 1
+    with caplog.at_level("INFO", logger="amc.cli.compare"):
+        second = apply_run(_apply_cfg(*common, "protocol.target=0.6"), tmp_path / "second")
+    assert "from the cache" in caplog.text
+    table = lambda d: (tmp_path / d / "comparison.md").read_text().splitlines()[2]  # noqa: E731  (the original's row)
+    assert table("first").split("|")[-3:] == table("second").split("|")[-3:] and second["macs_ratio"] <= 0.6 + 1e-9
+    retrained = _checkpoint(tmp_path / "retrained.safetensors", "resnet20", seed=1)  # other weights: evaluated again
+    apply_run(_apply_cfg(*common[1:], f"checkpoint={retrained}"), tmp_path / "third")
+    apply_run(_apply_cfg(*common, "final_eval.images=32"), tmp_path / "fourth")  # other images: evaluated again
+    assert len(list(cache.glob("original-*.json"))) == 3
 
 
 def test_agent_default_target_is_its_training_target(searched, tmp_path: Path) -> None:

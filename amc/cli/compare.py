@@ -4,32 +4,46 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from amc.cli.methods import final_images, run_method
-from amc.measure.accuracy import evaluate_accuracy
 from amc.measure.runtime import resolve_threads
 from amc.reporting.table import format_table
-from amc.runs.final_eval import conditions_line, measure_comparison_latencies
+from amc.runs.cache import cached_json
+from amc.runs.final_eval import conditions_line, final_accuracies, measure_comparison_latencies
 from amc.runs.setup import Setup
 
+log = logging.getLogger(__name__)
 
-def evaluate_original(cfg: DictConfig, setup: Setup) -> dict[str, Any]:
+
+def evaluate_original(cfg: DictConfig, setup: Setup, cache_dir: str | None = None) -> dict[str, Any]:
     """The unpruned model's row (MACs, params, reward-val and test accuracy); times its reward-val pass into
-    ``setup.reward_val_seconds`` (the unit of an episode's cost)."""
-    start = time.perf_counter()
-    reward_val_acc = evaluate_accuracy(setup.net.model, setup.data, split="reward_val", device=setup.device,
-                                       limit=final_images(cfg))
-    setup.reward_val_seconds = time.perf_counter() - start
+    ``setup.reward_val_seconds`` (the unit of an episode's cost). With ``cache_dir`` the accuracies are read from
+    there when this checkpoint was evaluated on the same data, images, device and evaluation settings before."""
+    env = setup.env
+    key = {"checkpoint_checksum": setup.base_info["checksum"], "data": OmegaConf.to_container(cfg.data, resolve=True),
+           "images": final_images(cfg), "device": setup.device.type, "fold_bn": bool(env.fold_pairs),
+           "channels_last": env.channels_last, "batch_size": env.eval_batch_size, "torch": torch.__version__}
+    value, path = cached_json(cache_dir, "original", key, lambda: _original_accuracies(cfg, setup))
+    if path is not None:
+        log.info("the original's accuracies from the cache (measured before): %s", path)
+    setup.reward_val_seconds = value["reward_val_seconds"]
     return {"variant": "original", "macs": setup.net.original_macs, "params": setup.net.original_params,
-            "reward_val_acc": reward_val_acc,
-            "test_acc": evaluate_accuracy(setup.net.model, setup.data, split="test", device=setup.device,
-                                          limit=final_images(cfg))}
+            "reward_val_acc": value["reward_val_acc"], "test_acc": value["test_acc"]}
+
+
+def _original_accuracies(cfg: DictConfig, setup: Setup) -> dict[str, float]:
+    start = time.perf_counter()
+    [reward_val_acc] = final_accuracies(setup, setup.net.model, final_images(cfg), ("reward_val",))
+    seconds = time.perf_counter() - start
+    [test_acc] = final_accuracies(setup, setup.net.model, final_images(cfg), ("test",))
+    return {"reward_val_acc": reward_val_acc, "test_acc": test_acc, "reward_val_seconds": seconds}
 
 
 def compare_and_report(cfg: DictConfig, setup: Setup, rows: list[dict[str, Any]], models: dict[str, torch.nn.Module],

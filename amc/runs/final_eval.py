@@ -14,6 +14,7 @@ import torch
 
 from amc.artifacts.plan import make_plan, save_pruned
 from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.fast_paths import evaluation_copy
 from amc.measure.latency import machine_conditions
 from amc.measure.runtime import (
     add_latency_figures,
@@ -29,22 +30,32 @@ from amc.runs.setup import Setup
 log = logging.getLogger(__name__)
 
 
+def final_accuracies(setup: Setup, model: torch.nn.Module, images: int | None,
+                     splits: tuple[str, ...] = ("reward_val", "test")) -> list[float]:
+    """Accuracy of ``model`` on ``images`` of each split (None: all), evaluated as the env evaluates (its fast paths:
+    BN folding and channels-last on a copy, identical up to float rounding; its batch size)."""
+    env = setup.env
+    fast = evaluation_copy(model, fold_pairs=env.fold_pairs, channels_last=env.channels_last)
+    return [evaluate_accuracy(fast, setup.data, split=split, device=setup.device, limit=images,
+                              batch_size=env.eval_batch_size) for split in splits]
+
+
 def final_evaluation(setup: Setup, best: dict[str, Any] | None, *, method: str, episodes: int, run_dir: Path,
                      images: int | None, bn_batches: int, env_bn_batches: int, seed: int, exclude: list[str],
                      plan_settings: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
     """Re-prune ``best`` (an episode's info), evaluate on ``images`` reward-val and test images (None: all), save plan +
     model; returns the summary row and the pruned model (its latency is measured later, with every variant of the
     table in one block). ``bn_batches`` > 0 adds BN-recalibrated figures when the env did not recalibrate
-    (``env_bn_batches`` == 0)."""
+    (``env_bn_batches`` == 0). Accuracies as :func:`final_accuracies`; the saved model is the plain one."""
     if best is None:
         raise RuntimeError("the search recorded no episode")
     net, data, device = setup.net, setup.data, setup.device
     result = setup.engine.prune_counts(best["channels"])
+    reward_val_acc, test_acc = final_accuracies(setup, result.model, images)
     row = {
         "variant": method, "macs": result.macs, "params": result.params,
         "macs_ratio": result.macs / net.original_macs, "params_ratio": result.params / net.original_params,
-        "reward_val_acc": evaluate_accuracy(result.model, data, split="reward_val", device=device, limit=images),
-        "test_acc": evaluate_accuracy(result.model, data, split="test", device=device, limit=images),
+        "reward_val_acc": reward_val_acc, "test_acc": test_acc,
         "best_reward": best["reward"], "best_episode": best["episode"], "episodes": episodes,
         "keep_ratios": result.keep_ratios, "channels": result.channels, "final_eval_images": images,
         **{k: best[k] for k in ("evaluations", "threshold") if k in best},  # the sensitivity method's cost
@@ -54,8 +65,7 @@ def final_evaluation(setup: Setup, best: dict[str, Any] | None, *, method: str, 
     if bn_batches > 0 and env_bn_batches == 0:
         # like-for-like figures for every method: the same policy with BN statistics re-estimated after pruning
         bn_model = recalibrate_bn(copy.deepcopy(result.model), data, num_batches=bn_batches, seed=seed, device=device)
-        row["reward_val_acc_bn"] = evaluate_accuracy(bn_model, data, split="reward_val", device=device, limit=images)
-        row["test_acc_bn"] = evaluate_accuracy(bn_model, data, split="test", device=device, limit=images)
+        row["reward_val_acc_bn"], row["test_acc_bn"] = final_accuracies(setup, bn_model, images)
     plan = make_plan(net, result.kept, base_model=setup.base_info, exclude=exclude,
                      accuracy={"reward_val_acc": row["reward_val_acc"], "test_acc": row["test_acc"]},
                      settings=plan_settings)
