@@ -28,6 +28,7 @@ from amc.artifacts.plan import PlanError, PruningPlan, load_base, rebuild_pruned
 from amc.cli import (
     PreflightCallback,
     build_data,
+    check_resume_settings,
     command_line,
     full_errors,
     require_positive_ints,
@@ -98,12 +99,8 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
         return
     if not (run_dir / SETTINGS_FILE).is_file():
         raise FileNotFoundError(f"resume={run_dir} holds no fine-tune ({SETTINGS_FILE} missing)")
-    recorded, given = json.loads((run_dir / SETTINGS_FILE).read_text()), defining_settings(cfg)
-    differing = [k for k in DEFINING if recorded.get(k) != given.get(k)]
-    if differing:
-        lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in differing)
-        raise ValueError(f"resume={run_dir}: settings differ from the run's own ({lines}); repeat its overrides "
-                         f"(see {run_dir}/.hydra/overrides.yaml)")
+    recorded = json.loads((run_dir / SETTINGS_FILE).read_text())
+    check_resume_settings(run_dir, {k: recorded.get(k) for k in DEFINING}, defining_settings(cfg))
 
 
 def preflight(cfg: DictConfig, output_dir: Path) -> Path:

@@ -20,6 +20,7 @@ from amc.artifacts.checkpoint import save_checkpoint
 from amc.cli import (
     PreflightCallback,
     build_data,
+    check_resume_settings,
     full_errors,
     model_spec_from_cfg,
     require_positive_ints,
@@ -111,12 +112,8 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
     elif not (output_dir / SETTINGS_FILE).is_file():
         raise FileNotFoundError(f"resume={output_dir} holds no training run ({SETTINGS_FILE} missing)")
     else:
-        recorded, given = json.loads((output_dir / SETTINGS_FILE).read_text()), defining_settings(cfg)
-        differing = [k for k in DEFINING if recorded.get(k) != given.get(k)]
-        if differing:
-            lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in differing)
-            raise ValueError(f"resume={output_dir}: settings differ from the run's own ({lines}); repeat its "
-                             f"overrides (see {output_dir}/.hydra/overrides.yaml)")
+        recorded = json.loads((output_dir / SETTINGS_FILE).read_text())
+        check_resume_settings(output_dir, {k: recorded.get(k) for k in DEFINING}, defining_settings(cfg))
     t = cfg.train
     require_positive_ints(cfg, "train.epochs", "train.batch_size")
     if t.lr <= 0 or t.weight_decay < 0 or not 0 <= t.momentum < 1:

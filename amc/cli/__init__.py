@@ -166,6 +166,15 @@ def command_line(prog: str, overrides: list[str]) -> str:
     return " ".join(["python -m", prog, *quoted])
 
 
+def check_resume_settings(run_dir: Path, recorded: dict[str, Any], given: dict[str, Any]) -> None:
+    """A resumed training run (``resume=<run_dir>``) must repeat the settings it recorded when it started."""
+    differing = [k for k in recorded.keys() | given.keys() if recorded.get(k) != given.get(k)]
+    if differing:
+        lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in sorted(differing))
+        raise ValueError(f"resume={run_dir}: settings differ from the run's own ({lines}); repeat its overrides "
+                         f"(see {run_dir}/.hydra/overrides.yaml)")
+
+
 def training_interrupted(prog: str, run_dir: Path, state: dict[str, Any] | None, overrides: list[str]) -> None:
     """What a Ctrl-C'd training command prints: how to continue from its last finished epoch (``state``), if any;
     exits 130."""

@@ -1,4 +1,4 @@
-"""The held-out table of issue 27 from ``run_heldout.sh``: ``python experiments/transfer/heldout_table.py <out root>``.
+"""The held-out table of issue 27 from ``run_heldout.sh``: ``python -m experiments.transfer.heldout_table <out root>``.
 
 One row per (network, budget, method): test and reward-val accuracy (mean ± std over seeds, n), MACs ratio, episodes
 spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
@@ -13,19 +13,12 @@ import re
 import statistics
 from pathlib import Path
 
+from experiments.transfer.table import fmt_mean_std
+
 FIXED = {"uniform": "uniform", "deep": "deep", "resnet20_agent": "ResNet-20 agent (every budget), zero-shot"}
 SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", "zoo agent ({v}), zero-shot"),
           (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", "zoo agent ({v}) + {n} episodes"),
           (r"random(?P<n>\d+)_s\d+", "random search, {n} episodes")]
-
-
-def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values) * scale
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def method_of(name: str) -> str | None:
@@ -68,9 +61,9 @@ def table(rows: list[dict]) -> str:
         base = uniform.get((r["network"], r["target"]))
         gap = "-" if base is None or r["method"] == "uniform" else f"{(statistics.fmean(test) - base) * 100:+.2f}"
         episodes = sorted({int(x.get("episodes", 1)) for x in runs})
-        lines.append(f"| {r['network']} | {r['target']:.1f} | {r['method']} | {len(runs)} | {_fmt(test)} | "
-                     f"{_fmt([x['reward_val_acc'] for x in runs])} | {gap} | "
-                     f"{_fmt([x['macs_ratio'] for x in runs], 1.0, 3)} | {'/'.join(map(str, episodes))} |")
+        lines.append(f"| {r['network']} | {r['target']:.1f} | {r['method']} | {len(runs)} | {fmt_mean_std(test)} | "
+                     f"{fmt_mean_std([x['reward_val_acc'] for x in runs])} | {gap} | "
+                     f"{fmt_mean_std([x['macs_ratio'] for x in runs], 1.0, 3)} | {'/'.join(map(str, episodes))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,8 @@ METHODS = {"zero_shot": "AMC agent from ResNet-20, zero-shot", "refine50": "AMC 
            "scratch": "AMC searched on this network, 400 episodes"}
 
 
-def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+def fmt_mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` (the value alone for one, ``-`` for none)."""
     if not values:
         return "-"
     mean = statistics.fmean(values) * scale
@@ -46,9 +47,9 @@ def main() -> None:
             if not rows:
                 continue
             episodes = sorted({int(r.get("episodes", 1)) for r in rows})
-            lines.append(f"| {net_dir.name} | {label} | {len(rows)} | {_fmt([r['test_acc'] for r in rows])} | "
-                         f"{_fmt([r['reward_val_acc'] for r in rows])} | "
-                         f"{_fmt([r['macs_ratio'] for r in rows], 1.0, 3)} | {'/'.join(map(str, episodes))} |")
+            lines.append(f"| {net_dir.name} | {label} | {len(rows)} | {fmt_mean_std([r['test_acc'] for r in rows])} | "
+                         f"{fmt_mean_std([r['reward_val_acc'] for r in rows])} | "
+                         f"{fmt_mean_std([r['macs_ratio'] for r in rows], 1.0, 3)} | {'/'.join(map(str, episodes))} |")
     print("\n".join(lines))
 
 
