@@ -85,3 +85,17 @@ def test_multi_network_env_draws_networks_from_its_rng() -> None:
     again = MultiNetworkEnv({"a": Fake(), "b": Fake()})
     assert picks == [again.reset(seed=7 if i == 0 else None)[1]["network"] for i in range(40)]
     assert {"a", "b"} == set(picks)
+
+
+def test_networks_are_named_by_model_and_arguments() -> None:
+    from types import SimpleNamespace
+
+    from amc.cli.setup import network_name
+
+    def setup(target: str, **kwargs):
+        return SimpleNamespace(base_info={"target": target, "kwargs": kwargs})
+
+    assert network_name(setup("amc.models.resnet20"), set()) == "resnet20"
+    assert network_name(setup("amc.models.resnet20", width=8), {"resnet20"}) == "resnet20_width8"
+    assert network_name(setup("resnet20"), {"resnet20", "resnet20#2"}) == "resnet20#3"
+    assert network_name(setup("mobilenet_v1", width_mult=0.5), set()) == "mobilenet_v1_width_mult0.5"

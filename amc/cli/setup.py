@@ -86,8 +86,11 @@ def network_setups(cfg: DictConfig, setup: Setup, run_dir: Path) -> dict[str, Se
 
 
 def network_name(setup: Setup, taken: set[str]) -> str:
-    """The model's target (e.g. resnet20), with ``#2``, ``#3``... when another network of the run has it."""
-    name, k = str(setup.base_info["target"]).rsplit(".", 1)[-1], 2
+    """The model's target and its arguments (e.g. resnet20, resnet20_width8), with ``#2``, ``#3``... when another
+    network of the run has that name."""
+    kwargs = setup.base_info.get("kwargs") or {}
+    name = str(setup.base_info["target"]).rsplit(".", 1)[-1] + "".join(f"_{k}{v}" for k, v in sorted(kwargs.items()))
+    k = 2
     unique = name
     while unique in taken:
         unique, k = f"{name}#{k}", k + 1
