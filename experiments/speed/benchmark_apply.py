@@ -48,9 +48,9 @@ def main() -> None:
         seconds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         loads = []
         for r in range(args.rounds):
-            for name, overrides in variants.items():
+            for v, (name, overrides) in enumerate(variants.items()):
                 loads.append(os.getloadavg()[0])
-                seconds[name].append(run_apply(Path(tmp) / f"{r}-{len(seconds[name])}-{name[:5]}", overrides))
+                seconds[name].append(run_apply(Path(tmp) / f"round{r}-variant{v}", overrides))
     print(f"zero-shot amc.apply of {args.agent} on {args.checkpoint}, MACs 0.5, one thread; median of "
           f"{args.rounds} interleaved rounds; load {min(loads):.1f}-{max(loads):.1f} (2 cores)")
     print("| variant | " + " | ".join(["set-up", "original", "policy", "final evaluation", "comparison", "total"])
