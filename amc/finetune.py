@@ -28,9 +28,10 @@ from amc.artifacts.plan import PlanError, PruningPlan, load_base, rebuild_pruned
 from amc.cli import (
     PreflightCallback,
     build_data,
-    check_resume_settings,
+    check_interrupted_run,
     command_line,
     full_errors,
+    plain_settings,
     require_positive_ints,
     resolve_device,
     training_interrupted,
@@ -46,12 +47,6 @@ SETTINGS_FILE = "settings.json"  # what defines the run, written when it starts;
 OUTPUT_DIR = "finetuned"
 DEFINING = ("pruned", "base_checkpoint", "data", "epochs", "lr", "momentum", "weight_decay", "batch_size", "nesterov",
             "schedule", "warmup_epochs", "kd", "seed")
-
-
-def defining_settings(cfg: DictConfig) -> dict[str, Any]:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(c, dict)
-    return {k: c.get(k) for k in DEFINING}
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -91,16 +86,8 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     if (run_dir / "metrics.json").exists():
         raise FileExistsError(f"{run_dir} holds a finished fine-tune (metrics.json); it is left as it is (choose "
                               f"another hydra.run.dir)")
-    if not cfg.resume:
-        found = [n for n in (SETTINGS_FILE, STATE_DIR, OUTPUT_DIR) if (run_dir / n).exists()]
-        if found:
-            raise FileExistsError(f"{run_dir} holds an interrupted fine-tune ({', '.join(found)}); continue it with "
-                                  f"resume={run_dir} or choose another hydra.run.dir")
-        return
-    if not (run_dir / SETTINGS_FILE).is_file():
-        raise FileNotFoundError(f"resume={run_dir} holds no fine-tune ({SETTINGS_FILE} missing)")
-    recorded = json.loads((run_dir / SETTINGS_FILE).read_text())
-    check_resume_settings(run_dir, {k: recorded.get(k) for k in DEFINING}, defining_settings(cfg))
+    check_interrupted_run(run_dir, resume=bool(cfg.resume), what="fine-tune", settings_file=SETTINGS_FILE,
+                          markers=(SETTINGS_FILE, STATE_DIR, OUTPUT_DIR), given=plain_settings(cfg, DEFINING))
 
 
 def preflight(cfg: DictConfig, output_dir: Path) -> Path:
@@ -139,7 +126,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / SETTINGS_FILE).exists():
-        (run_dir / SETTINGS_FILE).write_text(json.dumps(defining_settings(cfg), indent=1) + "\n")
+        (run_dir / SETTINGS_FILE).write_text(json.dumps(plain_settings(cfg, DEFINING), indent=1) + "\n")
     before, teacher_acc = accuracies(student, data, device), accuracies(teacher, data, device)
     log.info("teacher %s: reward-val %.4f test %.4f; pruned before fine-tuning: reward-val %.4f test %.4f",
              checkpoint, teacher_acc["reward_val_acc"], teacher_acc["test_acc"], before["reward_val_acc"],

@@ -20,9 +20,10 @@ from amc.artifacts.checkpoint import save_checkpoint
 from amc.cli import (
     PreflightCallback,
     build_data,
-    check_resume_settings,
+    check_interrupted_run,
     full_errors,
     model_spec_from_cfg,
+    plain_settings,
     require_positive_ints,
     resolve_device,
     training_interrupted,
@@ -44,7 +45,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     output_dir = preflight(cfg, Path(output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.get("resume"):
-        (output_dir / SETTINGS_FILE).write_text(json.dumps(defining_settings(cfg), indent=1))
+        (output_dir / SETTINGS_FILE).write_text(json.dumps(plain_settings(cfg, DEFINING), indent=1))
     device = resolve_device(cfg.device)
     data = build_data(cfg.data)
     spec = model_spec_from_cfg(cfg.model, data)
@@ -90,12 +91,6 @@ def run(cfg: DictConfig, output_dir: Path) -> dict:
     return metrics
 
 
-def defining_settings(cfg: DictConfig) -> dict:
-    """The settings that define a training run (a resumed run must repeat them), as plain data."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in DEFINING}
-
-
 def preflight(cfg: DictConfig, output_dir: Path) -> Path:
     """Checks that need no data: a run dir that holds no trained model (an interrupted one only with ``resume=``
     and its own settings), sane training settings. Returns the run dir to use (a resumed run's own)."""
@@ -104,16 +99,8 @@ def preflight(cfg: DictConfig, output_dir: Path) -> Path:
     if (output_dir / "model.safetensors").exists() or (output_dir / "metrics.json").exists():
         raise FileExistsError(f"{output_dir} already holds a trained model; it is left as it is (choose another "
                               f"hydra.run.dir)")
-    if not resume:
-        found = [n for n in (SETTINGS_FILE, STATE_DIR) if (output_dir / n).exists()]
-        if found:
-            raise FileExistsError(f"{output_dir} holds an interrupted training run ({', '.join(found)}); continue it "
-                                  f"with resume={output_dir} or choose another hydra.run.dir")
-    elif not (output_dir / SETTINGS_FILE).is_file():
-        raise FileNotFoundError(f"resume={output_dir} holds no training run ({SETTINGS_FILE} missing)")
-    else:
-        recorded = json.loads((output_dir / SETTINGS_FILE).read_text())
-        check_resume_settings(output_dir, {k: recorded.get(k) for k in DEFINING}, defining_settings(cfg))
+    check_interrupted_run(output_dir, resume=bool(resume), what="training run", settings_file=SETTINGS_FILE,
+                          markers=(SETTINGS_FILE, STATE_DIR), given=plain_settings(cfg, DEFINING))
     t = cfg.train
     require_positive_ints(cfg, "train.epochs", "train.batch_size")
     if t.lr <= 0 or t.weight_decay < 0 or not 0 <= t.momentum < 1:

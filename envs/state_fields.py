@@ -27,6 +27,8 @@ STATE_EXTRAS: dict[str, tuple[str, ...]] = {
     "budget_left": ("budget_left",),
 }
 DYNAMIC = frozenset({"budget_left"})  # computed per step from the decided counts and the budget
+# the env appends the dynamic fields after the static ones, so they must be the last extras in observation order
+assert set(list(STATE_EXTRAS)[len(STATE_EXTRAS) - len(DYNAMIC):]) == DYNAMIC
 _MAX_LOG2_CHANNELS = 11.0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -166,11 +167,29 @@ def command_line(prog: str, overrides: list[str]) -> str:
     return " ".join(["python -m", prog, *quoted])
 
 
-def check_resume_settings(run_dir: Path, recorded: dict[str, Any], given: dict[str, Any]) -> None:
-    """A resumed training run (``resume=<run_dir>``) must repeat the settings it recorded when it started."""
-    differing = [k for k in recorded.keys() | given.keys() if recorded.get(k) != given.get(k)]
+def plain_settings(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
+    """``cfg``'s values at ``keys`` as plain data (resolved): what a training run records and a resume must repeat."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    return {k: plain.get(k) for k in keys}
+
+
+def check_interrupted_run(run_dir: Path, *, resume: bool, what: str, markers: Sequence[str], settings_file: str,
+                          given: dict[str, Any]) -> None:
+    """An unfinished training run dir: without ``resume`` it must hold none of ``markers`` (an interrupted run is never
+    overwritten); with it, the settings it recorded in ``settings_file`` must be ``given``."""
+    if not resume:
+        found = [n for n in markers if (run_dir / n).exists()]
+        if found:
+            raise FileExistsError(f"{run_dir} holds an interrupted {what} ({', '.join(found)}); continue it with "
+                                  f"resume={run_dir} or choose another hydra.run.dir")
+        return
+    if not (run_dir / settings_file).is_file():
+        raise FileNotFoundError(f"resume={run_dir} holds no {what} ({settings_file} missing)")
+    recorded = json.loads((run_dir / settings_file).read_text())
+    differing = [k for k in given if recorded.get(k) != given[k]]
     if differing:
-        lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given.get(k)!r}" for k in sorted(differing))
+        lines = "; ".join(f"{k}: recorded {recorded.get(k)!r}, given {given[k]!r}" for k in differing)
         raise ValueError(f"resume={run_dir}: settings differ from the run's own ({lines}); repeat its overrides "
                          f"(see {run_dir}/.hydra/overrides.yaml)")
 
