@@ -15,11 +15,13 @@ from amc.artifacts.checkpoint import save_checkpoint
 from amc.artifacts.plan import PlanError, PruningPlan, load_pruned
 from amc.models import build_model
 from amc.search import run as search_run
+from experiments.deploy.remeasure_latency import remeasure
 
 SEARCH = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.eval_images=64", "episodes=4",
           "agent.warmup_episodes=2", "agent.batch_size=8", "progress=false", "device=cpu", "final_eval.latency_repeats=2"]
 APPLY = ["data=synthetic", "env.calibration.num_images=64", "env.eval_images=64", "progress=false", "device=cpu",
-         "final_eval.latency_repeats=2", "final_eval.bn_recalibration_batches=0", "original_cache_dir=null"]
+         "final_eval.latency_repeats=2", "final_eval.bn_recalibration_batches=0", "original_cache_dir=null",
+         "calibration_cache_dir=null"]
 
 
 def _checkpoint(path: Path, target: str, seed: int = 0) -> Path:
@@ -76,22 +78,28 @@ def test_agent_applied_zero_shot_to_another_network_meets_the_budget(searched, t
     assert again["channels"] == row["channels"]  # deterministic: no noise
 
 
-def test_the_originals_accuracies_are_reused_only_for_the_same_checkpoint_and_data(searched, tmp_path: Path,
-                                                                                   caplog) -> None:
+def test_the_originals_accuracies_and_calibration_are_reused_only_for_the_same_checkpoint_and_data(
+        searched, tmp_path: Path, caplog) -> None:
     run_dir, ckpt = searched
     cache = tmp_path / "cache"
-    common = [f"checkpoint={ckpt}", f"agent_run={run_dir}", "compare_with=[]", f"original_cache_dir={cache}"]
-    apply_run(_apply_cfg(*common), tmp_path / "first")
-    assert len(list(cache.glob("original-*.json"))) == 1
-    with caplog.at_level("INFO", logger="amc.cli.compare"):
+    common = [f"checkpoint={ckpt}", f"agent_run={run_dir}", "compare_with=[]", f"original_cache_dir={cache}",
+              f"calibration_cache_dir={cache}"]
+    first = apply_run(_apply_cfg(*common), tmp_path / "first")
+    assert len(list(cache.glob("original-*.json"))) == 1 and len(list(cache.glob("calibration-*.safetensors"))) == 1
+    with caplog.at_level("INFO"):
+        repeat = apply_run(_apply_cfg(*common), tmp_path / "repeat")
         second = apply_run(_apply_cfg(*common, "protocol.target=0.6"), tmp_path / "second")
-    assert "from the cache" in caplog.text
+    assert "the original's accuracies from the cache" in caplog.text
+    assert "calibration statistics from the cache" in caplog.text
+    for k in ("channels", "best_reward", "reward_val_acc", "test_acc"):  # the cached statistics change nothing
+        assert repeat[k] == first[k], k
     table = lambda d: (tmp_path / d / "comparison.md").read_text().splitlines()[2]  # noqa: E731  (the original's row)
     assert table("first").split("|")[-3:] == table("second").split("|")[-3:] and second["macs_ratio"] <= 0.6 + 1e-9
     retrained = _checkpoint(tmp_path / "retrained.safetensors", "resnet20", seed=1)  # other weights: evaluated again
     apply_run(_apply_cfg(*common[1:], f"checkpoint={retrained}"), tmp_path / "third")
     apply_run(_apply_cfg(*common, "final_eval.images=32"), tmp_path / "fourth")  # other images: evaluated again
     assert len(list(cache.glob("original-*.json"))) == 3
+    assert len(list(cache.glob("calibration-*.safetensors"))) == 2  # the retrained weights' own; images don't matter
 
 
 def test_agent_default_target_is_its_training_target(searched, tmp_path: Path) -> None:
@@ -158,3 +166,15 @@ def test_bad_agent_commands_are_refused_before_any_work(searched, tmp_path: Path
 def test_an_agent_dir_without_an_actor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="actor.json"):
         apply_run(_apply_cfg(f"agent_run={tmp_path}"), tmp_path / "out")
+
+
+def test_a_finished_run_is_timed_again_without_touching_its_own_figures(searched) -> None:
+    run_dir, _ = searched
+    own = (run_dir / "latency.json").read_text()
+    record = remeasure(run_dir, batch_sizes=[1, 2], repeats=3, warmup=1)
+    again = json.loads((run_dir / "latency_remeasured.json").read_text())
+    assert again == json.loads(json.dumps(record)) and (run_dir / "latency.json").read_text() == own
+    assert set(again["speedups"]) == {"original", "amc"} and again["speedups"]["original"]["onnxruntime b1"] == 1.0
+    assert all(x > 0 for x in again["speedups"]["amc"].values()) and set(again["speedups"]["amc"]) == {
+        "onnxruntime b1", "onnxruntime b2"}
+    assert again["conditions"]["threads"] == 1 and again["conditions"]["loadavg_1_5_15"] is not None

@@ -36,7 +36,20 @@ def test_front_table_gives_mean_and_std_over_finished_seeds(tmp_path: Path) -> N
     lines = table.splitlines()
     amc = next(line for line in lines if "AMC, latency protocol" in line)
     assert "| mobilenet_v2 | latency 0.5 | AMC, latency protocol | 2 | 91.00 ± 1.41 | 92.00 ± 1.41 | 2.05x ± 0.07 |" in amc
-    assert amc.endswith("| 1 of 2 |")
+    assert amc.endswith("| 1 of 2 | - |")
     uniform = next(line for line in lines if "uniform" in line)
-    assert "| 2 | 57.00 ± 1.41 |" in uniform and uniform.endswith("| 2 of 2 |")
-    assert "| MACs 0.5 | AMC's MACs-0.5 plan on the grid | 1 | 90.66 | 91.66 | 1.71x | 2.21x | 1.10x | 0.400 | - |" in table
+    assert "| 2 | 57.00 ± 1.41 |" in uniform and uniform.endswith("| 2 of 2 | - |")
+    assert "| MACs 0.5 | AMC's MACs-0.5 plan on the grid | 1 | 90.66 | 91.66 | 1.71x | 2.21x | 1.10x | 0.400 | - | - |" in table
+
+
+def test_re_timed_speedups_replace_the_runs_own_onnxruntime_figures(tmp_path: Path) -> None:
+    _run(tmp_path, 0, 0.90, 0.58)
+    _run(tmp_path, 1, 0.92, 0.56)
+    run = tmp_path / "mobilenet_v2" / "t0.5" / "s0"
+    (run / "latency_remeasured.json").write_text(json.dumps({"speedups": {
+        "original": {"onnxruntime b1": 1.0}, "amc": {"onnxruntime b1": 2.5}, "uniform": {"onnxruntime b1": 2.3}}}))
+    lines = lft.format_front(lft.collect(tmp_path)).splitlines()
+    amc = next(line for line in lines if "AMC, latency protocol" in line)
+    uniform = next(line for line in lines if "uniform" in line)
+    assert "| 2.30x ± 0.28 | 2.55x ± 0.07 | 1.10x ± 0.00 |" in amc and amc.endswith("| 1 of 2 | 1 |")  # b64, torch: own
+    assert "| 2.20x ± 0.14 |" in uniform and uniform.endswith("| 2 of 2 | 1 |")

@@ -23,7 +23,7 @@ from amc.measure.runtime import export_onnx, resolve_threads
 from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
-from amc.pruning.reconstruction import Reconstructor
+from amc.runs.calibration import calibrate
 from amc.runs.setup import Setup
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                                      model_spec=user_model_spec(cfg, data))
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), exclude=list(e.exclude), round_to=e.round_to,
                           graph_time_limit=e.get("graph_time_limit"))
+    checksum = model_checksum(base)
     if cfg.runtime == "onnxruntime":  # a model the exporter cannot convert fails now, not after the search
         export_onnx(base, net.input_shape)
     table = build_latency_table(cfg, net, device, run_dir) if p.resource == "latency" else None
@@ -47,8 +48,11 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
     reconstructor = None
     if e.reconstruction:
         c = e.calibration
-        reconstructor = Reconstructor.calibrate(net, data, num_images=c.num_images, positions_per_image=c.positions_per_image,
-                                                batch_size=c.batch_size, ridge=c.ridge, seed=cfg.seed, device=device)
+        reconstructor = calibrate(net, data, checksum=checksum,
+                                  data_key=OmegaConf.to_container(cfg.data, resolve=True),
+                                  cache_dir=cfg.get("calibration_cache_dir"), num_images=c.num_images,
+                                  positions_per_image=c.positions_per_image, batch_size=c.batch_size, ridge=c.ridge,
+                                  seed=cfg.seed, device=device)
     engine = PruningEngine(net, selection=e.selection, reconstructor=reconstructor, bn_data=data,
                            bn_batches=e.bn_recalibration_batches, device=device)
     env = ChannelPruningEnv(net, engine, data, reward=p.reward, budget=budget, lbound=e.lbound, rbound=e.rbound,
@@ -61,7 +65,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             early_stop_min_images=OmegaConf.select(e, "early_stop.min_images", default=500),
                             target_range=None if p.get("target_range") is None else tuple(p.target_range),
                             fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
-    base_info = {**spec, "checksum": model_checksum(base), "checkpoint": str(cfg.checkpoint)}
+    base_info = {**spec, "checksum": checksum, "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,11 @@ class LayerStatistics:
 
 def _reconstructable(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+
+
+def calibrated_layers(net: PrunableNetwork) -> list[str]:
+    """The layers whose statistics a calibration collects: every consumer of a group but grouped convs."""
+    return sorted({c for g in net.groups for c in g.consumers if _reconstructable(net.modules[c])})
 
 
 class Reconstructor:
@@ -63,7 +69,7 @@ class Reconstructor:
         if num_images < 1 or positions_per_image < 1:
             raise ValueError(f"num_images and positions_per_image must be >= 1, got {num_images}, {positions_per_image}")
         start = time.perf_counter()
-        layers = sorted({c for g in net.groups for c in g.consumers if _reconstructable(net.modules[c])})
+        layers = calibrated_layers(net)
         skipped = sorted({c for g in net.groups for c in g.consumers} - set(layers))
         if skipped:
             log.warning("no reconstruction for grouped convs %s (kept weights are used as they are)", skipped)
@@ -97,6 +103,20 @@ class Reconstructor:
         log.info("calibration: %d layers, %d images x %d positions in %.1fs", len(stats), num_images,
                  positions_per_image, seconds)
         return cls(stats, ridge, seconds)
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The statistics as flat tensors (``<layer>.xtx``, ``<layer>.xty``) and plain data (kernel area, rows)."""
+        tensors = {f"{n}.{part}": getattr(s, part) for n, s in self.stats.items() for part in ("xtx", "xty")}
+        info = {n: {"kernel_area": s.kernel_area, "rows": s.rows} for n, s in self.stats.items()}
+        return tensors, {"layers": info, "seconds": self.calibration_seconds}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], info: dict[str, Any], ridge: float = 1e-4,
+                     seconds: float | None = None) -> Reconstructor:
+        """The inverse of :meth:`to_tensors` (``seconds``: the calibration time to report, default the recorded one)."""
+        stats = {n: LayerStatistics(tensors[f"{n}.xtx"], tensors[f"{n}.xty"], int(m["kernel_area"]), int(m["rows"]))
+                 for n, m in info["layers"].items()}
+        return cls(stats, ridge, float(info.get("seconds", 0.0)) if seconds is None else seconds)
 
     @property
     def nbytes(self) -> int:

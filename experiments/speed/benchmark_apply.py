@@ -4,8 +4,9 @@
 
 Runs ``amc.apply`` in subprocesses (one thread), interleaving the variants round by round so they share the machine's
 load: ``default`` (the uniform row and BN-recalibrated columns), ``quick`` (``compare_with=[]
-final_eval.bn_recalibration_batches=0``, the original evaluated) and ``quick, cached original`` (its accuracies from
-the cache the first quick run filled). Prints each stage's seconds (median over rounds), the total, and the load.
+final_eval.bn_recalibration_batches=0``, the original evaluated and the model calibrated) and ``quick, cached``
+(the original's accuracies and the reconstruction statistics from the caches a first quick run filled: every apply to
+a checkpoint after its first). Prints each stage's seconds (median over rounds), the total, and the load.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def main() -> None:
     common = [f"agent_run={args.agent}", f"checkpoint={args.checkpoint}", "protocol.target=0.5"]
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        variants = {"default": [*common, "original_cache_dir=null"],
-                    "quick": [*common, *QUICK, "original_cache_dir=null"],
-                    "quick, cached original": [*common, *QUICK, f"original_cache_dir={cache}"]}
-        run_apply(Path(tmp) / "fill", [*common, *QUICK, f"original_cache_dir={cache}"])  # fills the cache
+        uncached = ["original_cache_dir=null", "calibration_cache_dir=null"]
+        cached = [f"original_cache_dir={cache}", f"calibration_cache_dir={cache}"]
+        variants = {"default": [*common, *uncached], "quick": [*common, *QUICK, *uncached],
+                    "quick, cached": [*common, *QUICK, *cached]}
+        run_apply(Path(tmp) / "fill", [*common, *QUICK, *cached])  # fills the caches
         seconds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         loads = []
         for r in range(args.rounds):
