@@ -3,9 +3,10 @@
     python -m experiments.deploy.remeasure_latency <run dir>... [--only-noisy] [--batch-sizes 1 64] [--repeats 30]
 
 A run's comparison times every variant once, at its end, under whatever load the machine had then; its latency.json
-flags figures whose spread exceeds 20% of their median (``noisy``). This command loads the run's original checkpoint
-and every pruned ``best/`` (the run's own and ``compare/<method>/best``) and times them again in onnxruntime, one
-thread, interleaved, with the load recorded. It writes ``<run>/latency_remeasured.json`` (the run's own latency.json
+flags figures whose spread exceeds 20% of their median (``noisy``). This command rebuilds every variant from its
+committed plan (the run's ``best_plan.json`` and each ``compare/<method>/best_plan.json``, applied to the original
+checkpoint the plan names; latency depends on the shapes only, so the pruned weights are not needed) and times them
+and the original again in onnxruntime, one thread, interleaved, with the load recorded. It writes ``<run>/latency_remeasured.json`` (the run's own latency.json
 and summaries are kept); ``latency_front_table.py`` takes speedups from it where present. ``--only-noisy`` skips runs
 whose onnxruntime figures were all clean.
 """
@@ -18,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from amc.artifacts.plan import PruningPlan, load_base, load_pruned
+from amc.artifacts.plan import PruningPlan, load_base, rebuild_pruned
 from amc.measure.latency import machine_conditions
 from amc.measure.runtime import latency_key, measure_runtime_latencies, runtime_conditions
 
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 RUNTIME = "onnxruntime"
 
 
-def variant_dirs(run: Path) -> dict[str, Path]:
-    """The pruned variants of ``run``'s comparison, by the names its latency.json gives them: the run's own method
-    first (``best/``), then each ``compare/<method>/best``."""
+def variant_plans(run: Path) -> dict[str, Path]:
+    """The plans of ``run``'s comparison, by the names its latency.json gives them: the run's own method first
+    (``best_plan.json``), then each ``compare/<method>/best_plan.json``."""
     names = [n for n in json.loads((run / "latency.json").read_text())["stats"] if n != "original"]
-    return {name: run / "best" if i == 0 else run / "compare" / name / "best" for i, name in enumerate(names)}
+    return {name: run / "best_plan.json" if i == 0 else run / "compare" / name / "best_plan.json"
+            for i, name in enumerate(names)}
 
 
 def was_noisy(run: Path) -> bool:
@@ -40,12 +42,12 @@ def was_noisy(run: Path) -> bool:
 
 def remeasure(run: Path, *, batch_sizes: list[int], repeats: int, warmup: int) -> dict[str, Any]:
     """Every variant of ``run`` and its original timed in one block; the record written to latency_remeasured.json."""
-    dirs = variant_dirs(run)
-    plan = PruningPlan.load(next(iter(dirs.values())) / "plan.json")
-    base, _ = load_base(plan)
-    models = {"original": base.eval(), **{name: load_pruned(d) for name, d in dirs.items()}}
+    plans = {name: PruningPlan.load(path) for name, path in variant_plans(run).items()}
+    base, _ = load_base(next(iter(plans.values())))
+    models = {"original": base.eval(), **{name: rebuild_pruned(base, plan) for name, plan in plans.items()}}
+    shape = next(iter(plans.values())).input_shape
     before = machine_conditions("cpu")
-    stats = measure_runtime_latencies(models, plan.input_shape, runtimes=[RUNTIME], batch_sizes=batch_sizes,
+    stats = measure_runtime_latencies(models, shape, runtimes=[RUNTIME], batch_sizes=batch_sizes,
                                       threads=1, warmup=warmup, repeats=repeats)
     record = {
         "conditions": {**before, **runtime_conditions(RUNTIME, 1)},
