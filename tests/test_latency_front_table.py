@@ -46,8 +46,13 @@ def test_re_timed_speedups_replace_the_runs_own_onnxruntime_figures(tmp_path: Pa
     _run(tmp_path, 0, 0.90, 0.58)
     _run(tmp_path, 1, 0.92, 0.56)
     run = tmp_path / "mobilenet_v2" / "t0.5" / "s0"
-    (run / "latency_remeasured.json").write_text(json.dumps({"speedups": {
-        "original": {"onnxruntime b1": 1.0}, "amc": {"onnxruntime b1": 2.5}, "uniform": {"onnxruntime b1": 2.3}}}))
+    clean, noisy = {"noisy": False}, {"noisy": True}
+    (run / "latency_remeasured.json").write_text(json.dumps({
+        "speedups": {"original": {"onnxruntime b1": 1.0, "onnxruntime b64": 1.0},
+                     "amc": {"onnxruntime b1": 2.5, "onnxruntime b64": 9.0}, "uniform": {"onnxruntime b1": 2.3}},
+        "stats": {"original": {"onnxruntime b1": clean, "onnxruntime b64": clean},
+                  "amc": {"onnxruntime b1": clean, "onnxruntime b64": noisy},  # noisy: the run's own figure stays
+                  "uniform": {"onnxruntime b1": clean}}}))
     lines = lft.format_front(lft.collect(tmp_path)).splitlines()
     amc = next(line for line in lines if "AMC, latency protocol" in line)
     uniform = next(line for line in lines if "uniform" in line)

@@ -366,6 +366,21 @@ def test_report_of_latency_runs_has_speedup_and_latency_ratio_columns(tmp_path: 
     assert "| latency 0.7 | uniform | 2 |" in md.read_text() and "speedup torch b1" in md.read_text()
 
 
+def test_clean_re_timed_speedups_replace_a_runs_own(tmp_path: Path) -> None:
+    root = _latency_sweep(tmp_path / "multirun")
+    clean, noisy = {"noisy": False}, {"noisy": True}
+    (root / "0.5_1" / "latency_remeasured.json").write_text(json.dumps({
+        "speedups": {"original": {"onnxruntime b1": 1.0}, "amc": {"onnxruntime b1": 2.0, "onnxruntime b64": 9.0},
+                     "uniform": {"onnxruntime b1": 1.8}},
+        "stats": {"original": {"onnxruntime b1": clean, "onnxruntime b64": clean},
+                  "amc": {"onnxruntime b1": clean, "onnxruntime b64": noisy}, "uniform": {"onnxruntime b1": clean}}}))
+    runs = collect_runs(root)
+    pick = lambda m, t, s: next(r for r in runs if r.method == m and r.budget == ("latency", t) and r.seed == s)  # noqa: E731
+    amc, uniform = pick("amc", 0.5, 1), pick("uniform", 0.5, 1)
+    assert amc.latency_ratio == pytest.approx(0.5) and amc.speedups["onnxruntime b64"] == pytest.approx(3.0)  # own
+    assert uniform.latency_ratio == pytest.approx(1 / 1.8) and pick("amc", 0.5, 0).latency_ratio == pytest.approx(0.45)
+
+
 def test_latency_x_axis_is_the_default_for_latency_runs(tmp_path: Path) -> None:
     root = _latency_sweep(tmp_path / "multirun")
     runs = collect_runs(root)

@@ -6,7 +6,8 @@ after BN recalibration), measured speedups and MACs, mean ± std over seeds, fro
 Reads ``<root>/<model>/t<target>/s<seed>/`` (amc.search runs: AMC with compare/uniform and compare/random) and
 ``<root>/<model>/macs_plan/s<seed>/`` (amc.apply of AMC's committed MACs-0.5 plan on the default grid). Where a run
 was timed again on a quieter machine (``latency_remeasured.json``, experiments/deploy/remeasure_latency.py), its
-onnxruntime speedups come from there (``runs re-timed`` counts them; the budget check stays the run's own).
+onnxruntime speedups come from there where they are clean (``runs re-timed`` counts them; the budget check stays the
+run's own).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import statistics
 from pathlib import Path
 from typing import Any
+
+from amc.reporting.runs import remeasured_speedups
 
 COLUMNS = (("test_acc", "test acc", 100, "{:.2f}"), ("test_acc_bn", "test acc, BN recal", 100, "{:.2f}"),
            ("speedups/onnxruntime b1", "speedup onnxruntime b1", 1, "{:.2f}x"),
@@ -41,14 +44,13 @@ def cell(values: list[float], scale: float, fmt: str) -> str:
     return f"{mean} ± {fmt.format(scale * statistics.stdev(values)).rstrip('x')}"
 
 
-def read_summary(path: Path, run: Path, variant: str) -> dict[str, Any]:
-    """A method's summary, its speedups replaced by the run's re-measured ones where there are any."""
+def read_summary(path: Path, variant: str) -> dict[str, Any]:
+    """A method's summary, each speedup replaced by the run's re-measured one where that one is clean (neither the
+    variant's nor the original's timing noisy)."""
     summary = json.loads(path.read_text())
-    remeasured = run / "latency_remeasured.json"
-    if remeasured.is_file():
-        speedups = json.loads(remeasured.read_text())["speedups"].get(variant, {})
-        summary["speedups"] = {**summary.get("speedups", {}), **speedups}
-        summary["remeasured"] = bool(speedups)
+    clean = remeasured_speedups(path.parent, variant)
+    summary["speedups"] = {**summary.get("speedups", {}), **clean}
+    summary["remeasured"] = bool(clean)
     return summary
 
 
@@ -61,14 +63,14 @@ def collect(root: Path) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]
         if not (run / "comparison.md").exists():
             continue  # not finished
         methods = out.setdefault((model, f"latency {budget}"), {})
-        methods.setdefault("amc", []).append(read_summary(summary, run, "amc"))
+        methods.setdefault("amc", []).append(read_summary(summary, "amc"))
         for sub in sorted((run / "compare").glob("*/summary.json")):
-            methods.setdefault(sub.parent.name, []).append(read_summary(sub, run, sub.parent.name))
+            methods.setdefault(sub.parent.name, []).append(read_summary(sub, sub.parent.name))
     for summary in sorted(root.glob("*/macs_plan/s*/summary.json")):
         run = summary.parent
         if (run / "comparison.md").exists():
             out.setdefault((run.parent.parent.name, "MACs 0.5"), {}).setdefault("plan", []).append(
-                read_summary(summary, run, "plan"))
+                read_summary(summary, "plan"))
     return out
 
 
