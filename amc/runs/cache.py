@@ -30,6 +30,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _store(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path``, then move it there: a concurrent run never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
 def cached_json(cache_dir: str | Path | None, kind: str, key: dict[str, Any],
                 compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], Path | None]:
     """``compute()``'s result for ``key``: read from ``cache_dir`` when an earlier call stored it (the path is
@@ -46,10 +54,8 @@ def cached_json(cache_dir: str | Path | None, kind: str, key: dict[str, Any],
             pass
         log.warning("cache file %s is unreadable or holds another key: computing again", path)
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"key": key, "value": value, "stored": _now()}, indent=1, default=str))
-    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    _store(path, lambda tmp: tmp.write_text(json.dumps({"key": key, "value": value, "stored": _now()}, indent=1,
+                                                       default=str)))
     return value, None
 
 
@@ -71,9 +77,6 @@ def cached_tensors(cache_dir: str | Path | None, kind: str, key: dict[str, Any],
             pass
         log.warning("cache file %s is unreadable or holds another key: computing again", path)
     tensors, info = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={"key": json.dumps(plain), "info": json.dumps(info), "stored": _now()})
-    tmp.replace(path)
+    _store(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                                       metadata={"key": json.dumps(plain), "info": json.dumps(info), "stored": _now()}))
     return tensors, info, None

@@ -6,9 +6,10 @@ A run's comparison times every variant once, at its end, under whatever load the
 flags figures whose spread exceeds 20% of their median (``noisy``). This command rebuilds every variant from its
 committed plan (the run's ``best_plan.json`` and each ``compare/<method>/best_plan.json``, applied to the original
 checkpoint the plan names; latency depends on the shapes only, so the pruned weights are not needed) and times them
-and the original again in onnxruntime, one thread, interleaved, with the load recorded. It writes ``<run>/latency_remeasured.json`` (the run's own latency.json
-and summaries are kept); ``latency_front_table.py`` takes speedups from it where present. ``--only-noisy`` skips runs
-whose onnxruntime figures were all clean.
+and the original again in onnxruntime, one thread, interleaved, with the load recorded. It writes
+``<run>/latency_remeasured.json`` (the run's own latency.json and summaries are kept); ``latency_front_table.py`` and
+``amc.report`` take the speedups from it that are clean (``amc.reporting.runs.remeasured_speedups``). ``--only-noisy``
+skips runs whose onnxruntime figures were all clean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 from amc.artifacts.plan import PruningPlan, load_base, rebuild_pruned
 from amc.measure.latency import machine_conditions
-from amc.measure.runtime import latency_key, measure_runtime_latencies, runtime_conditions
+from amc.measure.runtime import add_latency_figures, measure_runtime_latencies, runtime_conditions
+from amc.reporting.runs import REMEASURED
 
 log = logging.getLogger(__name__)
 RUNTIME = "onnxruntime"
@@ -41,7 +43,7 @@ def was_noisy(run: Path) -> bool:
 
 
 def remeasure(run: Path, *, batch_sizes: list[int], repeats: int, warmup: int) -> dict[str, Any]:
-    """Every variant of ``run`` and its original timed in one block; the record written to latency_remeasured.json."""
+    """Every variant of ``run`` and its original timed in one block; the record written to ``REMEASURED``."""
     plans = {name: PruningPlan.load(path) for name, path in variant_plans(run).items()}
     base, _ = load_base(next(iter(plans.values())))
     models = {"original": base.eval(), **{name: rebuild_pruned(base, plan) for name, plan in plans.items()}}
@@ -49,14 +51,14 @@ def remeasure(run: Path, *, batch_sizes: list[int], repeats: int, warmup: int) -
     before = machine_conditions("cpu")
     stats = measure_runtime_latencies(models, shape, runtimes=[RUNTIME], batch_sizes=batch_sizes,
                                       threads=1, warmup=warmup, repeats=repeats)
+    rows = [{"variant": name} for name in models]
+    add_latency_figures(rows, stats)
     record = {
         "conditions": {**before, **runtime_conditions(RUNTIME, 1)},
         "loadavg_after": machine_conditions("cpu")["loadavg_1_5_15"], "batch_sizes": batch_sizes, "repeats": repeats,
-        "stats": {n: {latency_key(RUNTIME, b): s.to_dict() for b, s in by[RUNTIME].items()} for n, by in stats.items()},
-        "speedups": {n: {latency_key(RUNTIME, b): stats["original"][RUNTIME][b].median_ms / s.median_ms
-                         for b, s in by[RUNTIME].items()} for n, by in stats.items()},
+        "stats": {r["variant"]: r["latencies"] for r in rows}, "speedups": {r["variant"]: r["speedups"] for r in rows},
     }
-    (run / "latency_remeasured.json").write_text(json.dumps(record, indent=1))
+    (run / REMEASURED).write_text(json.dumps(record, indent=1))
     return record
 
 
