@@ -281,3 +281,36 @@ def test_recalibrate_bn_on_a_pruned_resnet(calibrated, data) -> None:
         assert torch.equal(m.weight, old[n].weight) and torch.equal(m.bias, old[n].bias)
     no_bn = nn.Sequential(nn.Linear(2, 2))
     assert recalibrate_bn(no_bn, data) is no_bn  # nothing to do
+
+
+def test_recalibrate_bn_channels_last_gives_the_same_statistics(calibrated, data) -> None:
+    net, _ = calibrated
+    pruned = PruningEngine(net).prune([0.5] * net.num_groups).model
+    fast = copy.deepcopy(pruned)
+    recalibrate_bn(pruned, data, num_batches=2, batch_size=100)
+    recalibrate_bn(fast, data, num_batches=2, batch_size=100, channels_last=True)
+    slow_bns = dict(pruned.named_modules())
+    for name, m in fast.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.allclose(m.running_mean, slow_bns[name].running_mean, atol=1e-4)
+            assert torch.allclose(m.running_var, slow_bns[name].running_var, rtol=1e-4, atol=1e-4)
+    # handed back in the default memory format, as it came
+    assert all(p.is_contiguous() for p in fast.parameters())
+
+
+def test_engine_recalibrates_channels_last_when_asked(calibrated, data, monkeypatch) -> None:
+    import amc.pruning.engine as engine_module
+    net, _ = calibrated
+    formats = []
+
+    def recording(model, *args, **kwargs):
+        formats.append(kwargs.get("channels_last"))
+        return recalibrate_bn(model, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "recalibrate_bn", recording)
+    plain = PruningEngine(net, bn_data=data, bn_batches=2).prune([0.5] * net.num_groups).model
+    fast = PruningEngine(net, bn_data=data, bn_batches=2, bn_channels_last=True).prune([0.5] * net.num_groups).model
+    assert formats == [False, True]
+    fast_bns = dict(fast.named_modules())
+    bns = [(n, m) for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(torch.allclose(m.running_var, fast_bns[n].running_var, rtol=1e-4, atol=1e-4) for n, m in bns)

@@ -65,6 +65,7 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             early_stop_min_images=OmegaConf.select(e, "early_stop.min_images", default=500),
                             target_range=None if p.get("target_range") is None else tuple(p.target_range),
                             fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
+    engine.bn_channels_last = env.channels_last  # the env checked that this model runs channels-last
     base_info = {**spec, "checksum": checksum, "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)
 

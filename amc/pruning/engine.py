@@ -44,6 +44,7 @@ class PruningEngine:
         bn_batches: int = 0,
         bn_batch_size: int = 100,
         device: torch.device | str = "cpu",
+        bn_channels_last: bool = False,
     ) -> None:
         if selection not in CRITERIA:
             raise ValueError(f"unknown channel selection criterion {selection!r}; expected one of {CRITERIA}")
@@ -51,6 +52,7 @@ class PruningEngine:
             raise ValueError("BN recalibration (bn_batches > 0) needs bn_data")
         self.net, self.selection, self.reconstructor = net, selection, reconstructor
         self.bn_data, self.bn_batches, self.bn_batch_size, self.device = bn_data, bn_batches, bn_batch_size, device
+        self.bn_channels_last = bn_channels_last  # BN recalibration forwards channels-last (recalibrate_bn)
 
     def prune(self, keep_ratios: Sequence[float]) -> PruneResult:
         """Round keep ratios to channel counts (``net.channel_counts``) and prune to them (``prune_counts``)."""
@@ -94,7 +96,8 @@ class PruningEngine:
         model.to(self.device)
         if self.bn_batches > 0:
             t = time.perf_counter()
-            recalibrate_bn(model, self.bn_data, num_batches=self.bn_batches, batch_size=self.bn_batch_size, device=self.device)
+            recalibrate_bn(model, self.bn_data, num_batches=self.bn_batches, batch_size=self.bn_batch_size, device=self.device,
+                           channels_last=self.bn_channels_last)
             seconds["bn_recalibration"] = time.perf_counter() - t
         return PruneResult(
             model=model.eval(), kept=list(kept), channels=counts,

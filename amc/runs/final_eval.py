@@ -64,7 +64,8 @@ def final_evaluation(setup: Setup, best: dict[str, Any] | None, *, method: str, 
         row["predicted_latency_ms"] = 1e3 * setup.latency_table.predict(result.channels)
     if bn_batches > 0 and env_bn_batches == 0:
         # like-for-like figures for every method: the same policy with BN statistics re-estimated after pruning
-        bn_model = recalibrate_bn(copy.deepcopy(result.model), data, num_batches=bn_batches, seed=seed, device=device)
+        bn_model = recalibrate_bn(copy.deepcopy(result.model), data, num_batches=bn_batches, seed=seed, device=device,
+                                  channels_last=setup.env.channels_last)
         row["reward_val_acc_bn"], row["test_acc_bn"] = final_accuracies(setup, bn_model, images)
     plan = make_plan(net, result.kept, base_model=setup.base_info, exclude=exclude,
                      accuracy={"reward_val_acc": row["reward_val_acc"], "test_acc": row["test_acc"]},
