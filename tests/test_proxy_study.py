@@ -25,7 +25,7 @@ from experiments.proxy.analysis import bootstrap_ci, pearson, ranks, spearman
 from experiments.proxy.candidates import Candidate, heuristic_candidates, random_candidates
 from experiments.proxy.proxies import Recipe
 from experiments.proxy.rundir import StudyMismatch
-from experiments.proxy.study import StudyConfig, main, run_candidates, run_study
+from experiments.proxy.study import StudyConfig, build_data, main, run_candidates, run_study
 from tests.helpers import resnet20_checkpoint
 
 TARGET = 0.5
@@ -161,6 +161,16 @@ def test_candidates_are_the_envs_episodes(study: StudyConfig) -> None:
     first = random_candidates(net, budget, count=2, seed=0, lbound=0.2, rbound=1.0)
     assert [c.counts for c in first] == [c.counts for c in random_candidates(net, budget, count=4, seed=0, lbound=0.2,
                                                                              rbound=1.0)[:2]]
+
+
+def test_select_proxy_is_the_search_envs_accuracy(study: StudyConfig) -> None:
+    """A proxy is what a search would score: the env (its fast paths, the same images) on the same counts."""
+    net, budget = _net(study.checkpoint)
+    env = ChannelPruningEnv(net, PruningEngine(net), build_data(study), budget=budget, lbound=0.2, eval_images=None)
+    stored = [json.loads(p.read_text()) for p in sorted((study.out / "candidates").glob("*/candidate.json"))]
+    assert len(stored) == 12
+    for c in stored[:4]:
+        assert env.play_counts(c["counts"], wall=False)["accuracy"] == pytest.approx(c["proxies"]["select"], abs=1e-9)
 
 
 def test_correlations_on_known_values() -> None:

@@ -29,8 +29,10 @@ from torch import nn
 
 from amc.data.base import DataSplits
 from amc.measure.accuracy import evaluate_accuracy
+from amc.measure.fast_paths import check_fast_paths, evaluation_copy
 from amc.pruning.bn import recalibrate_bn
 from amc.pruning.engine import PruningEngine
+from amc.pruning.fold import conv_bn_pairs
 from amc.pruning.groups import PrunableNetwork
 from amc.pruning.reconstruction import Reconstructor
 from amc.training.loop import train_model
@@ -132,15 +134,25 @@ class Scorer:
         self.sgd_steps, self.recipe, self.seed, self.device = sgd_steps, recipe, seed, device
         self.finetune_steps, self.finetune_epochs = finetune_steps, finetune_epochs
         self.teacher = copy.deepcopy(net.model).eval()
+        # the search env's fast paths (BN folded, channels-last; identical up to float rounding), where this model
+        # runs identically with them: a proxy then costs what it costs in a search
+        images = next(data.batches("reward_val", batch_size=8))[0].to(device)
+        self.fold_pairs, self.channels_last = check_fast_paths(net.model, images, fold_pairs=conv_bn_pairs(net.model),
+                                                               channels_last=True)
         self.plain = PruningEngine(net, selection=selection, device=device)
         start_bn = max(self.bn_batches, default=0)
         self.start = PruningEngine(net, selection=selection, reconstructor=reconstructor, bn_data=data,
-                                   bn_batches=start_bn, bn_batch_size=bn_batch_size, device=device)
+                                   bn_batches=start_bn, bn_batch_size=bn_batch_size, device=device,
+                                   bn_channels_last=self.channels_last)
+
+    def _fast(self, model: nn.Module) -> nn.Module:
+        """``model`` as the env evaluates it (a copy with the fast paths, or itself)."""
+        return evaluation_copy(model, fold_pairs=self.fold_pairs, channels_last=self.channels_last)
 
     def evaluate(self, model: nn.Module) -> tuple[float, float]:
         """(reward-val accuracy on the first ``eval_images`` images, seconds)."""
         t = time.perf_counter()
-        accuracy = evaluate_accuracy(model, self.data, split="reward_val", batch_size=self.eval_batch_size,
+        accuracy = evaluate_accuracy(self._fast(model), self.data, split="reward_val", batch_size=self.eval_batch_size,
                                      limit=self.eval_images, device=self.device)
         return accuracy, time.perf_counter() - t
 
@@ -158,7 +170,8 @@ class Scorer:
         acc["recon"], stages["eval_recon"] = self.evaluate(model)
         for k in self.bn_batches:  # each recalibration starts from reset statistics: the same as the engine's
             t = time.perf_counter()
-            recalibrate_bn(model, self.data, num_batches=k, batch_size=self.bn_batch_size, device=self.device)
+            recalibrate_bn(model, self.data, num_batches=k, batch_size=self.bn_batch_size, device=self.device,
+                           channels_last=self.channels_last)
             stages[f"bn{k}"] = time.perf_counter() - t
             acc[f"recon_bn{k}"], stages[f"eval_recon_bn{k}"] = self.evaluate(model)
         if self.sgd_steps:  # the model now has the largest k's statistics: the fine-tune's start
@@ -182,7 +195,8 @@ class Scorer:
                            epochs=self.finetune_epochs, seed=self.seed, device=self.device)
         seconds["train"] = time.perf_counter() - t
         t = time.perf_counter()
-        test_acc = evaluate_accuracy(model, self.data, split="test", device=self.device)
+        test_acc = evaluate_accuracy(self._fast(model), self.data, split="test", batch_size=self.eval_batch_size,
+                                     device=self.device)
         seconds["evaluate"] = time.perf_counter() - t
         return {"test_acc": test_acc, "start_reward_val_acc": start_acc, **info, "seconds": seconds,
                 "seconds_per_step": seconds["train"] / max(1, info["steps"]),
