@@ -461,3 +461,19 @@ def test_cost_columns_give_each_methods_evaluations_and_search_time(tmp_path: Pa
     assert "| macs 0.5 | amc | 2 | " in table and table.split("| macs 0.5 | amc | 2 | ")[1].split("\n")[0].endswith(
         "| 400 ± 0 | 15.0 ± 7.1 |")
     assert table.split("| macs 0.5 | sensitivity | 1 | ")[1].split("\n")[0].endswith("| 98 | 2.0 |")
+
+
+def test_search_time_of_a_resumed_run_adds_its_earlier_processes(tmp_path: Path) -> None:
+    """Summaries written before the fix counted only the resumed process; the episode log holds every process's
+    elapsed seconds (each counting from its own start)."""
+    run = _job(tmp_path / "multirun" / "0", seed=0)
+    summary = run / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "episodes": 4, "search_seconds": 30.0}))
+    rows = [(1, 50.0), (2, 100.0), (3, 20.0), (4, 30.0)]  # killed after episode 2, resumed for 3 and 4
+    (run / "episodes.jsonl").write_text("".join(json.dumps({"episode": e, "reward": 0.5, "elapsed": t}) + "\n"
+                                                for e, t in rows))
+    assert collect_runs(tmp_path / "multirun")[0].search_seconds == pytest.approx(130.0)
+    (run / "episodes.jsonl").write_text("".join(json.dumps({"episode": e, "reward": 0.5, "elapsed": t}) + "\n"
+                                                for e, t in rows[:2]))
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "search_seconds": 140.0}))
+    assert collect_runs(tmp_path / "multirun")[0].search_seconds == pytest.approx(140.0)  # a summary that counted all

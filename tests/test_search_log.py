@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amc.runs.search_log import BEST_IMAGE, BEST_REWARD, SCALARS, EpisodeLog
+from amc.runs.search_log import BEST_IMAGE, BEST_REWARD, SCALARS, EpisodeLog, elapsed_seconds, read_episodes
 
 
 def test_progress_is_logged_every_5_percent_without_the_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -96,3 +96,22 @@ def test_baselines_write_the_agents_tensorboard_curves_on_the_episode_axis(tmp_p
     assert [(e.step, round(e.value, 6)) for e in events.Scalars("amc/episode_reward")] == list(zip(range(1, 6), rewards))
     assert [e.value for e in events.Scalars(BEST_REWARD)] == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.5])
     assert [e.step for e in events.Images(BEST_IMAGE)] == [1, 3, 5]  # the new bests
+
+
+def test_a_resumed_log_knows_the_earlier_processes_time(tmp_path: Path) -> None:
+    first = EpisodeLog(tmp_path, method="random", total=4, progress=False, tensorboard=False)
+    for _ in range(2):
+        first.record({"reward": 0.5})
+    first.close()
+    rows = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    rows[0]["elapsed"], rows[1]["elapsed"] = 40.0, 90.0  # as if the first process had spent 90 s
+    (tmp_path / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    second = EpisodeLog(tmp_path, method="random", total=4, progress=False, tensorboard=False)
+    second.resume_from_file()
+    assert second.earlier_seconds == 90.0
+    second.record({"reward": 0.6})
+    second.close()
+    rows = read_episodes(tmp_path / "episodes.jsonl")
+    seconds, processes = elapsed_seconds(rows)
+    assert processes == 2 and 90.0 <= seconds < 90.0 + 5.0
+    assert elapsed_seconds([{"episode": 1, "reward": 0.1}]) == (0.0, 0)  # logs from before `elapsed` was recorded

@@ -58,10 +58,11 @@ def run_method(cfg: DictConfig, setup: Setup, run_dir: Path) -> tuple[dict[str, 
         elif episode_log.episode == 0:
             run_policy(cfg, setup, run_dir, episode_log, str(cfg.method))
     episode_log.close()
-    search_seconds = time.perf_counter() - start  # the episodes only, not the final evaluation
+    # the episodes only, not the final evaluation; a resumed run adds its earlier processes' time
+    search_seconds = episode_log.earlier_seconds + time.perf_counter() - start
     row, model = evaluate_best(cfg, setup, run_dir, episode_log, best=best)
     row["search_seconds"] = search_seconds
-    row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episodes_this_run)
+    row["seconds_per_episode"] = row["search_seconds"] / max(1, episode_log.episode)
     row["reward_val_pass_seconds"] = setup.reward_val_seconds
     row["episode_to_reward_val_pass"] = row["seconds_per_episode"] / setup.reward_val_seconds
     if episode_log.best_by_network:  # an agent trained on several networks: the best episode of each

@@ -16,6 +16,7 @@ import yaml
 from safetensors import SafetensorError, safe_open
 
 from amc.reporting.table import METRICS
+from amc.runs.search_log import elapsed_seconds, read_episodes
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +255,19 @@ def load_run(summary_path: Path) -> RunResult:
                          original_test_acc=_original_test_acc(summary, run_dir), model=model, dataset=dataset,
                          speedups=speedups, latency_ratio=latency_ratio, latency_runtime=latency_runtime,
                          evaluations=_optional(summary.get("evaluations", summary.get("episodes")), int),
-                         search_seconds=_optional(summary.get("search_seconds"), float))
+                         search_seconds=_search_seconds(summary, run_dir))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         detail = f"missing {e}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{summary_path} cannot be read as a search result: {detail}") from e
+
+
+def _search_seconds(summary: dict[str, Any], run_dir: Path) -> float | None:
+    """The summary's search time, or the episode log's sum over the run's processes where that is larger: summaries
+    written before 2026-12-06 counted only the last process of a resumed run (even none of its episodes)."""
+    recorded = _optional(summary.get("search_seconds"), float)
+    log_path = run_dir / "episodes.jsonl"
+    logged = elapsed_seconds(read_episodes(log_path))[0] if log_path.exists() else 0.0
+    return logged if logged > (recorded or 0.0) else recorded
 
 
 def _optional(value: Any, kind: type) -> Any:

@@ -151,6 +151,20 @@ def read_episodes(path: Path) -> list[dict[str, Any]]:
     return [row for row, _ in _read_lines(path)]
 
 
+def elapsed_seconds(rows: Sequence[dict[str, Any]]) -> tuple[float, int]:
+    """(wall seconds of the episodes, processes) from the rows' ``elapsed``: each process of a resumed run counts
+    from its own start, so a drop in ``elapsed`` begins the next one and every process's last value is added."""
+    total, last, processes = 0.0, None, 0
+    for row in rows:
+        elapsed = row.get("elapsed")
+        if not isinstance(elapsed, (int, float)):
+            continue
+        if last is None or elapsed < last:
+            total, processes = total + (last or 0.0), processes + 1
+        last = float(elapsed)
+    return total + (last or 0.0), processes
+
+
 def _read_lines(path: Path) -> list[tuple[dict[str, Any], str]]:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
@@ -192,6 +206,7 @@ class EpisodeLog:
         self.path = self.run_dir / "episodes.jsonl"
         self.episode = 0
         self.episodes_this_run = 0
+        self.earlier_seconds = 0.0  # the episodes' wall time in the earlier processes of a resumed run
         self.best: dict[str, Any] | None = None
         self.network = network
         self.best_by_network: dict[str, dict[str, Any]] = {}
@@ -226,6 +241,7 @@ class EpisodeLog:
                 tmp.replace(self.path)
             for row, _ in kept:
                 self._track_network(row)
+            self.earlier_seconds = elapsed_seconds([row for row, _ in kept])[0]
         self.progress.restore(episode)
 
     def resume_from_file(self) -> None:
