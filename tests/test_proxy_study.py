@@ -21,9 +21,10 @@ from amc.pruning.groups import PrunableNetwork
 from amc.pruning.heuristics import solve_heuristic
 from amc.pruning.selection import select_channels
 from amc.runs.episodes import run_episode
-from experiments.proxy.analysis import bootstrap_ci, pearson, ranks, spearman
+from experiments.proxy.analysis import bootstrap_ci, pearson, ranks, read_candidates, spearman
 from experiments.proxy.candidates import Candidate, heuristic_candidates, random_candidates
 from experiments.proxy.proxies import Recipe
+from experiments.proxy.recipe_check import main as recipe_check_main
 from experiments.proxy.rundir import StudyMismatch
 from experiments.proxy.study import StudyConfig, build_data, main, run_candidates, run_study
 from tests.helpers import resnet20_checkpoint
@@ -190,3 +191,33 @@ def test_correlations_on_known_values() -> None:
     noisy = a + rng.normal(size=30)
     lo, hi = bootstrap_ci(a, noisy, pearson, resamples=500)
     assert -1.0 <= lo < pearson(a, noisy) < hi <= 1.0
+
+
+def test_recipe_check_compares_the_candidates_both_recipes_finished(study: StudyConfig, tmp_path: Path,
+                                                                    capsys) -> None:
+    longer = dataclasses.replace(study, out=tmp_path / "long", candidates=4, finetune_steps=2, heuristics=False,
+                                 amc_run=None)
+    report = run_study(longer)
+    ids = [f"random_{i:03d}" for i in range(4)]
+    assert sorted(report.finetuned) == ids  # no heuristics, no AMC plan
+    assert recipe_check_main(["--short", str(study.out), "--long", str(longer.out)]) == 0
+    result = json.loads((longer.out / "recipe_check.json").read_text())
+    assert [c["id"] for c in result["candidates"]] == ids
+    short = {c.id: c.finetuned for c in read_candidates(study.out)[0]}
+    long = {c.id: c.finetuned for c in read_candidates(longer.out)[0]}
+    assert all(c["short"] == short[c["id"]] and c["long"] == long[c["id"]] for c in result["candidates"])
+    assert result["spearman"] == pytest.approx(spearman([short[i] for i in ids], [long[i] for i in ids]))
+    assert "4 candidates finished in both" in (longer.out / "recipe_check.md").read_text()
+    capsys.readouterr()
+
+    same = tmp_path / "same"  # the same recipe: nothing to compare
+    shutil.copytree(longer.out, same)
+    settings = json.loads((same / "study.json").read_text())
+    settings["settings"]["finetune"] = json.loads((study.out / "study.json").read_text())["settings"]["finetune"]
+    (same / "study.json").write_text(json.dumps(settings))
+    assert recipe_check_main(["--short", str(study.out), "--long", str(same)]) == 1
+    assert "same recipe" in capsys.readouterr().err
+    settings["settings"]["target"] = 0.3  # other candidates
+    (same / "study.json").write_text(json.dumps(settings))
+    assert recipe_check_main(["--short", str(study.out), "--long", str(same)]) == 1
+    assert "target" in capsys.readouterr().err

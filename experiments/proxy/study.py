@@ -85,6 +85,7 @@ class StudyConfig:
     recipe: Recipe = field(default_factory=Recipe)
     amc_run: Path | None = None
     bootstrap: int = 2000
+    heuristics: bool = True  # uniform, deep and shallow as candidates too
 
 
 @dataclass
@@ -122,6 +123,7 @@ def study_settings(config: StudyConfig, spec: dict[str, Any]) -> dict[str, Any]:
         "finetune": {"steps": config.finetune_steps, "epochs": config.finetune_epochs,
                      **dataclasses.asdict(config.recipe)},
         "amc_run": plan_identity(config.amc_run) if config.amc_run else None,
+        "heuristics": config.heuristics,
     }
 
 
@@ -236,7 +238,7 @@ def run_study(config: StudyConfig) -> StudyReport:
         training_data(data, config.recipe.batch_size, steps=config.sgd_steps)
     net = PrunableNetwork(base, (1, data.in_channels, *data.image_size), round_to=config.round_to)
     budget = ResourceBudget(net, "macs", config.target, config.lbound)
-    candidates = heuristic_candidates(net, budget, lbound=config.lbound, rbound=config.rbound)
+    candidates = heuristic_candidates(net, budget, lbound=config.lbound, rbound=config.rbound) if config.heuristics else []
     if config.amc_run:
         candidates.append(amc_candidate(config.amc_run, net, base, target=config.target))
     candidates += random_candidates(net, budget, count=config.candidates, seed=config.seed, lbound=config.lbound,
@@ -293,6 +295,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyConfig | None, a
     p.add_argument("--kd-temperature", type=float, default=Recipe.kd_temperature)
     p.add_argument("--amc-run", type=Path, help="a search run dir (its best_plan.json) at the same budget")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
+    p.add_argument("--no-heuristics", dest="heuristics", action="store_false",
+                   help="random candidates (and --amc-run) only, e.g. for a recipe check's few long fine-tunes")
     args = p.parse_args(argv)
     if args.analyse_only:
         return None, args
@@ -310,7 +314,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudyConfig | None, a
         finetune_steps=steps, finetune_epochs=args.finetune_epochs,
         recipe=Recipe(lr=args.finetune_lr, batch_size=args.finetune_batch_size, kd_alpha=args.kd_alpha,
                       kd_temperature=args.kd_temperature),
-        amc_run=args.amc_run, bootstrap=args.bootstrap)
+        amc_run=args.amc_run, bootstrap=args.bootstrap, heuristics=args.heuristics)
     return config, args
 
 
