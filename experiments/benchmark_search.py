@@ -212,6 +212,37 @@ def eval_knob_rows(model_name: str, *, target: float, threads: int, rounds: int 
              "speed_up": base / statistics.median(times[(b, fmt)]), "accuracy": accuracy[(b, fmt)]} for b, fmt in variants]
 
 
+def bn_recal_rows(model_name: str, *, target: float, threads: int, batches: int = 20, rounds: int = 3) -> dict:
+    """BN recalibration (``batches`` x 100 training images, as eagleeye's adaptive BN) of one uniformly pruned copy in
+    NCHW and channels-last, interleaved over ``rounds`` in one process (median seconds), and how far the two
+    recalibrated copies' statistics and reward-val accuracies are apart."""
+    import copy
+
+    from amc.measure.accuracy import evaluate_accuracy
+    from amc.pruning.bn import recalibrate_bn
+    from amc.pruning.uniform import solve_uniform
+
+    torch.set_num_threads(threads)
+    _, data, net, env = build_env(model_name, target=target)
+    pruned = env.engine.prune_counts(solve_uniform(net, target).counts).model
+    times: dict[bool, list[float]] = {False: [], True: []}
+    copies: dict[bool, torch.nn.Module] = {}
+    for _ in range(rounds):
+        for channels_last in (False, True):
+            m = copy.deepcopy(pruned)
+            t = time.perf_counter()
+            copies[channels_last] = recalibrate_bn(m, data, num_batches=batches, channels_last=channels_last)
+            times[channels_last].append(time.perf_counter() - t)
+    bns = [(n, b) for n, b in copies[False].named_modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+    other = dict(copies[True].named_modules())
+    stat_diff = max(float((b.running_var - other[n].running_var).abs().max() / b.running_var.abs().max())
+                    for n, b in bns)
+    acc = {k: evaluate_accuracy(m, data, split="reward_val", limit=2000) for k, m in copies.items()}
+    nchw, cl = statistics.median(times[False]), statistics.median(times[True])
+    return {"model": model_name, "nchw_s": nchw, "channels_last_s": cl, "speed_up": nchw / cl,
+            "max_rel_var_diff": stat_diff, "accuracy_diff": abs(acc[False] - acc[True]), "batches": batches}
+
+
 def rss_run(model_name: str, *, target: float, episodes: int, threads: int, release: bool, every: int = 10,
             seed: int = 0) -> list[tuple[int, int]]:
     """(episode, RSS bytes) every ``every`` episodes of random policies through the env (episode 0: before)."""
@@ -260,7 +291,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: seconds per episode with each speed lever off and on (early stop, n_envs=2)")
     parser.add_argument("--eval-knobs", action="store_true",
                         help="instead: evaluation batch size and memory format of a pruned, BN-folded copy")
+    parser.add_argument("--bn-recal", action="store_true",
+                        help="instead: BN recalibration (20 batches) of a pruned copy in NCHW vs channels-last")
     args = parser.parse_args(argv)
+    if args.bn_recal:
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} thread(s)")
+        print("| model | batches | NCHW (s) | channels-last (s) | speed-up | max relative BN var difference | "
+              "reward-val accuracy difference |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name in args.models:
+            r = bn_recal_rows(name, target=args.target, threads=args.threads)
+            print(f"| {r['model']} | {r['batches']} | {r['nchw_s']:.2f} | {r['channels_last_s']:.2f} | "
+                  f"{r['speed_up']:.2f}x | {r['max_rel_var_diff']:.1e} | {100 * r['accuracy_diff']:.2f} points |",
+                  flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
     if args.eval_knobs:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.threads} thread(s)")
         print("| model | eval batch | memory format | s / 2000 images | speed-up vs 500, contiguous | accuracy |")
