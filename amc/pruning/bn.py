@@ -15,9 +15,9 @@ def recalibrate_bn(
 ) -> nn.Module:
     """Reset every BN's running mean/var and recompute them as plain averages over training batches.
 
-    ``channels_last`` runs those forwards in the channels-last memory format (the same statistics up to float rounding,
-    1.15-1.5x faster on CPU for pruned copies; only for a model known to run channels-last, e.g. the env's ``channels_last`` after its
-    check); the model is returned in the default format."""
+    ``channels_last`` runs those forwards in the channels-last memory format: the same statistics up to float rounding,
+    1.15-1.5x faster on CPU for pruned copies. Only for a model known to run channels-last (e.g. the env's
+    ``channels_last`` after its check); the model is returned in the default format."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return model
