@@ -477,3 +477,5 @@ def test_search_time_of_a_resumed_run_adds_its_earlier_processes(tmp_path: Path)
                                                 for e, t in rows[:2]))
     summary.write_text(json.dumps({**json.loads(summary.read_text()), "search_seconds": 140.0}))
     assert collect_runs(tmp_path / "multirun")[0].search_seconds == pytest.approx(140.0)  # a summary that counted all
+    (run / "episodes.jsonl").write_text("not json\n" + json.dumps({"episode": 2, "reward": 0.5, "elapsed": 1.0}) + "\n")
+    assert collect_runs(tmp_path / "multirun")[0].search_seconds == pytest.approx(140.0)  # a damaged log: the summary's

@@ -266,7 +266,11 @@ def _search_seconds(summary: dict[str, Any], run_dir: Path) -> float | None:
     written before 2026-12-06 counted only the last process of a resumed run (even none of its episodes)."""
     recorded = _optional(summary.get("search_seconds"), float)
     log_path = run_dir / "episodes.jsonl"
-    logged = elapsed_seconds(read_episodes(log_path))[0] if log_path.exists() else 0.0
+    try:
+        logged = elapsed_seconds(read_episodes(log_path))[0] if log_path.exists() else 0.0
+    except ValueError as e:  # a damaged log costs the run its corrected time, not its place in the report
+        log.warning("%s: search time from the summary only (%s)", run_dir, e)
+        return recorded
     return logged if logged > (recorded or 0.0) else recorded
 
 
