@@ -200,14 +200,25 @@ SMALL = ["data=synthetic", "debug=smoke", "env.calibration.num_images=64", "env.
 def test_search_on_the_default_grid_records_it_and_meets_a_latency_budget(tmp_path: Path) -> None:
     """A latency budget in onnxruntime on a small model: every episode within the table's limit, counts on the
     runtime's grid, the run dir recording the resolved runtime and grid, and the final model measured against it."""
+    from amc.cli import resolve_runtime_settings
+    from amc.cli.setup import build_latency_table
     from amc.search import run
 
     checkpoint = resnet20_checkpoint(tmp_path / "base.safetensors")
     grid = rt.default_round_to("onnxruntime")
-    cfg = _compose("search", [*SMALL, f"checkpoint={checkpoint}", "protocol=latency", "protocol.target=0.7",
-                              "protocol.latency_table.max_points=2", "protocol.latency_table.repeats=2",
-                              "protocol.latency_table.calibration_models=2",
-                              f"protocol.latency_table.cache_dir={tmp_path / 'cache'}", "compare_with=[uniform]"])
+    overrides = [*SMALL, f"checkpoint={checkpoint}", "protocol=latency", "protocol.latency_table.max_points=2",
+                 "protocol.latency_table.repeats=2", "protocol.latency_table.calibration_models=2",
+                 f"protocol.latency_table.cache_dir={tmp_path / 'cache'}", "compare_with=[uniform]"]
+    # On a model this small a fixed per-run overhead dominates, and how much depends on the machine's load: the
+    # target lies halfway between the floor the (cached, then reused) table can reach and no pruning.
+    cfg = _compose("search", overrides)
+    resolve_runtime_settings(cfg, "env.round_to")
+    (tmp_path / "measured").mkdir()
+    table = build_latency_table(cfg, _net(grid), torch.device("cpu"), tmp_path / "measured")
+    floor = ResourceBudget(_net(grid), "latency", 1.0, float(cfg.env.lbound), latency_table=table)
+    target = round(min(0.7, (1 + floor.cost(floor.min_counts) / floor.original) / 2), 3)
+    assert target < 1.0, "a latency table with no reachable speedup"
+    cfg = _compose("search", [*overrides, f"protocol.target={target}"])
     row = run(cfg, tmp_path / "run")
     run_dir = tmp_path / "run"
     settings = json.loads((run_dir / "settings.json").read_text())
@@ -215,12 +226,12 @@ def test_search_on_the_default_grid_records_it_and_meets_a_latency_budget(tmp_pa
     table = LatencyTable.load(run_dir / "latency_table.json", _net(grid))
     assert table.runtime == "onnxruntime" and table.identity["round_to"] == grid
     episodes = [json.loads(line) for line in (run_dir / "episodes.jsonl").read_text().splitlines()]
-    limit = 0.7 * table.predict([g.channels for g in _net(grid).groups])
+    limit = target * table.predict([g.channels for g in _net(grid).groups])
     for e in episodes:
         assert _on_grid(e["channels"], _net(grid)) and table.predict(e["channels"]) <= limit * (1 + 1e-9)
     assert PruningPlan.load(run_dir / "best_plan.json").round_to == grid
-    assert row["predicted_speedup"] >= 1 / 0.7 - 1e-6 and row["measured_speedup"] > 0
-    assert isinstance(row["latency_budget_met"], bool) and row["latency_target"] == 0.7
+    assert row["predicted_speedup"] >= 1 / target - 1e-6 and row["measured_speedup"] > 0
+    assert isinstance(row["latency_budget_met"], bool) and row["latency_target"] == target
     uniform = json.loads((run_dir / "compare" / "uniform" / "summary.json").read_text())
     assert table.predict(uniform["channels"]) <= limit * (1 + 1e-9) and "onnxruntime b1" in uniform["speedups"]
     recorded = json.loads((run_dir / "latency.json").read_text())
