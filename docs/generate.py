@@ -266,6 +266,13 @@ def build_export(ctx: Context, args: list[str], opts: dict[str, str]) -> str:
     return render(header, rows, ["---"] + ["---:"] * 6)
 
 
+def _rerun_command(command: str, rel: str) -> str:
+    """The recorded command as a fresh clone reruns it: run dir relative to the repo, no ``resume=`` (a killed run
+    that was resumed trains the same epochs)."""
+    words = [w for w in command.split() if not w.startswith("resume=")]
+    return " ".join(f"hydra.run.dir=experiments/{rel}" if w.startswith("hydra.run.dir=") else w for w in words)
+
+
 def build_baselines(ctx: Context, args: list[str], opts: dict[str, str]) -> str:
     rows = []
     for word in args:
@@ -274,7 +281,7 @@ def build_baselines(ctx: Context, args: list[str], opts: dict[str, str]) -> str:
         rows.append([
             label, str(len(m["epochs"])), f"{m['macs'] / 1e6:.1f}", f"{m['params'] / 1e3:.0f}",
             f"{100 * m['reward_val_acc']:.2f}%", f"{100 * m['test_acc']:.2f}%", f"{m['train_seconds'] / 60:.1f} min",
-            f"`{m['command']}`",
+            f"`{_rerun_command(m['command'], rel)}`",
         ])
     header = ["model", "epochs", "MACs (M)", "params (K)", "reward-val acc", "test acc", "train time", "command"]
     return render(header, rows, ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---"])
