@@ -221,3 +221,16 @@ def test_recipe_check_compares_the_candidates_both_recipes_finished(study: Study
     (same / "study.json").write_text(json.dumps(settings))
     assert recipe_check_main(["--short", str(study.out), "--long", str(same)]) == 1
     assert "target" in capsys.readouterr().err
+
+
+def test_better_half_correlation_looks_only_at_the_best_fine_tuned() -> None:
+    """A proxy that orders the bad candidates right but the good ones backwards: high overall, -1 on the better half."""
+    from experiments.proxy.analysis import Finished, correlate
+
+    finetuned = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    proxy = [0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 0.95, 0.9, 0.85, 0.8]
+    finished = [Finished(f"c{i}", "random", {"p": p}, {"p": 1.0}, y, 1.0, 0.5)
+                for i, (p, y) in enumerate(zip(proxy, finetuned))]
+    r = correlate(finished, resamples=50)["p"]
+    assert r["spearman"] > 0.5 and r["spearman_top_half"] == pytest.approx(-1.0)
+    assert r["pick"] == {"id": "c5", "finetuned": 0.6, "rank": 5.0}
