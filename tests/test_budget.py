@@ -15,6 +15,7 @@ from amc.models import build_model
 from amc.pruning.budget import ResourceBudget, channel_candidates
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork, round_channels
+from tests.helpers import halfway_latency_target
 
 INPUT = (1, 1, 28, 28)
 
@@ -136,9 +137,8 @@ def test_latency_table_round_trip(resnet20: PrunableNetwork, latency_table: Late
 
 
 def test_latency_budget(resnet20: PrunableNetwork, latency_table: LatencyTable) -> None:
-    full = [g.channels for g in resnet20.groups]
-    floor = latency_table.predict([round_channels(0.2, n, 1) for n in full]) / latency_table.predict(full)
-    budget = ResourceBudget(resnet20, "latency", min(1.0, (floor + 1) / 2), 0.2, latency_table=latency_table)
+    budget = ResourceBudget(resnet20, "latency", halfway_latency_target(resnet20, latency_table), 0.2,
+                            latency_table=latency_table)
     assert budget.original == pytest.approx(latency_table.predict([g.channels for g in resnet20.groups]))
     rng = random.Random(2)
     for _ in range(10):

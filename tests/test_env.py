@@ -22,6 +22,7 @@ from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.groups import PrunableNetwork
 from amc.runs.rewards import REWARDS, get_reward
+from tests.helpers import halfway_latency_target
 
 INPUT = (1, 3, 16, 16)
 
@@ -147,10 +148,7 @@ def test_accuracy_guaranteed_protocol_reward(resnet20: PrunableNetwork, data: Da
 
 def test_latency_in_info(resnet20: PrunableNetwork, data: DataSplits) -> None:
     table = LatencyTable.measure(resnet20, warmup=1, repeats=2, max_points=3)
-    full = [g.channels for g in resnet20.groups]
-    floor = table.predict(resnet20.channel_counts([0.2] * resnet20.num_groups)) / table.predict(full)
-    # timings on a loaded machine vary: put the target between the reachable floor and the full model
-    budget = ResourceBudget(resnet20, "latency", min(1.0, (floor + 1) / 2), 0.2, latency_table=table)
+    budget = ResourceBudget(resnet20, "latency", halfway_latency_target(resnet20, table), 0.2, latency_table=table)
     env = _env(resnet20, data, budget=budget, latency_table=table, eval_images=16)
     _, _, info = _episode(env, np.ones((env.num_groups, 1), np.float32))
     assert info["predicted_latency_ms"] == pytest.approx(table.predict(info["channels"]) * 1e3)

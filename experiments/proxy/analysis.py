@@ -142,8 +142,8 @@ def markdown(study: dict[str, Any], base: dict[str, Any], stats: dict[str, dict[
     for name, r in stats.items():
         p, sp, pick = r["pearson_ci"], r["spearman_ci"], r["pick"]
         lines.append(f"| {name} | {_fmt(r['pearson'])} | [{_fmt(p[0])}, {_fmt(p[1])}] | {_fmt(r['spearman'])} | "
-                     f"[{_fmt(sp[0])}, {_fmt(sp[1])}] | {_fmt(r['spearman_top_half'])} | {r['seconds_mean']:.2f} | {pick['finetuned']:.4f} "
-                     f"({pick['rank']:g}, {pick['id']}) |")
+                     f"[{_fmt(sp[0])}, {_fmt(sp[1])}] | {_fmt(r['spearman_top_half'])} | {r['seconds_mean']:.2f} | "
+                     f"{pick['finetuned']:.4f} ({pick['rank']:g}, {pick['id']}) |")
     if failed:
         lines += ["", "Failed candidates:", ""] + [f"- {f['id']}: {f.get('error', '?')}" for f in failed]
     return "\n".join(lines) + "\n"
