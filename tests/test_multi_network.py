@@ -56,6 +56,26 @@ def test_one_agent_on_two_networks_logs_each_resumes_and_prunes_a_third(tmp_path
     assert row["macs_ratio"] <= 0.5 + 1e-9 and row["source"] == "agent"
 
 
+def test_runs_on_the_same_networks_share_their_calibration_through_the_cache(tmp_path: Path, caplog) -> None:
+    """calibration_cache_dir: every network's reconstruction statistics computed once; a later search on the same
+    networks reads them and prunes exactly as one that computed them."""
+    resnet20, plain20 = _checkpoint(tmp_path / "r20.safetensors", "resnet20"), _checkpoint(tmp_path / "p20.safetensors", "plain20")
+    cache = tmp_path / "cache"
+    common = [*SMALL, f"checkpoint={resnet20}", f"env.networks=[{plain20}]", "env.network_order=round_robin",
+              "episodes=2", "env.state_extras=[kind]"]
+    search_run(_compose("search", *common), tmp_path / "computed")
+    assert len(list(cache.glob("calibration-*.safetensors"))) == 0  # null (the default): nothing stored
+    search_run(_compose("search", *common, f"calibration_cache_dir={cache}"), tmp_path / "first")
+    assert len(list(cache.glob("calibration-*.safetensors"))) == 2  # one per network
+    with caplog.at_level("INFO"):
+        search_run(_compose("search", *common, f"calibration_cache_dir={cache}"), tmp_path / "cached")
+    assert caplog.text.count("calibration statistics from the cache") == 2
+    assert len(list(cache.glob("calibration-*.safetensors"))) == 2
+    episodes = lambda d: [(r["network"], r["channels"], r["reward"])  # noqa: E731
+                          for r in map(json.loads, (tmp_path / d / "episodes.jsonl").read_text().splitlines())]
+    assert episodes("cached") == episodes("computed")
+
+
 @pytest.mark.parametrize(("overrides", "match"), [
     (["method=random"], "needs method=amc"),
     (["env.network_order=shuffle"], "network_order must be random or round_robin"),
