@@ -62,13 +62,11 @@ def test_runs_on_the_same_networks_share_their_calibration_through_the_cache(tmp
     resnet20, plain20 = _checkpoint(tmp_path / "r20.safetensors", "resnet20"), _checkpoint(tmp_path / "p20.safetensors", "plain20")
     cache = tmp_path / "cache"
     common = [*SMALL, f"checkpoint={resnet20}", f"env.networks=[{plain20}]", "env.network_order=round_robin",
-              "episodes=2", "env.state_extras=[kind]"]
+              "episodes=2", "env.state_extras=[kind]", f"calibration_cache_dir={cache}"]
     search_run(_compose("search", *common), tmp_path / "computed")
-    assert len(list(cache.glob("calibration-*.safetensors"))) == 0  # null (the default): nothing stored
-    search_run(_compose("search", *common, f"calibration_cache_dir={cache}"), tmp_path / "first")
     assert len(list(cache.glob("calibration-*.safetensors"))) == 2  # one per network
     with caplog.at_level("INFO"):
-        search_run(_compose("search", *common, f"calibration_cache_dir={cache}"), tmp_path / "cached")
+        search_run(_compose("search", *common), tmp_path / "cached")
     assert caplog.text.count("calibration statistics from the cache") == 2
     assert len(list(cache.glob("calibration-*.safetensors"))) == 2
     episodes = lambda d: [(r["network"], r["channels"], r["reward"])  # noqa: E731
