@@ -7,6 +7,8 @@
 # Usage: experiments/transfer/run_zoo_agents.sh <out root> "<variants>" "<seeds>"
 #   e.g. experiments/transfer/run_zoo_agents.sh experiments/results/transfer_zoo "amc all" "0 1 2"
 # Resumable: a finished run (comparison.md) is skipped, an interrupted one resumed (resume=<dir>). EXTRA adds overrides.
+# The reward is pinned to AMC's (env.bn_recalibration_batches=0: no BN recalibration), the reward of every committed
+# search these agents are compared with, whatever the default reward becomes (issue 28).
 # The networks' reconstruction statistics are computed once per seed and reused by the other variants (CALIBRATION_CACHE,
 # default outputs/calibration).
 set -euo pipefail
@@ -27,7 +29,7 @@ for v in $variants; do
     $PY -m amc.search experiment=resnet20_macs50 "env.networks=$networks" env.network_order=round_robin \
       'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[$v]}" \
       agent.sigma_decay=0.99 episodes=${EPISODES:-840} 'compare_with=[]' seed=$s progress=false env.round_to=1 \
-      final_eval.bn_recalibration_batches=0 calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
+      env.bn_recalibration_batches=0 final_eval.bn_recalibration_batches=0 calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
       hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 \
       || echo "failed: see $d.log (going on)"
   done
