@@ -159,10 +159,18 @@ def scatter(path: Path, name: str, finished: Sequence[Finished], r: dict[str, An
     fig, ax = plt.subplots(figsize=(5, 4))
     rand = [c for c in finished if c.kind == "random"]
     ax.scatter([c.proxies[name] for c in rand], [c.finetuned for c in rand], s=14, c="0.5", label="random")
-    for c in finished:
-        if c.kind != "random":
-            ax.scatter([c.proxies[name]], [c.finetuned], s=40, marker="*" if c.kind == "amc" else "D")
-            ax.annotate(c.id, (c.proxies[name], c.finetuned), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    labelled = [c for c in finished if c.kind != "random"]
+    for c in labelled:
+        ax.scatter([c.proxies[name]], [c.finetuned], s=40, marker="*" if c.kind == "amc" else "D")
+    ax.autoscale_view()
+    placed: list[tuple[float, float, float, float]] = []  # label boxes in points (x0, x1, y0, y1)
+    for c in labelled:  # each label at the first height, from its point downwards, that no earlier label takes
+        x, y = (v * 72 / fig.dpi for v in ax.transData.transform((c.proxies[name], c.finetuned)))
+        width = 4.6 * len(c.id)  # a fontsize-8 label, in points
+        dy = next(d for d in (2 - 9 * k for k in range(len(labelled) + 1))
+                  if not any(x + 4 < b[1] and b[0] < x + 4 + width and y + d < b[3] and b[2] < y + d + 8 for b in placed))
+        placed.append((x + 4, x + 4 + width, y + dy, y + dy + 8))
+        ax.annotate(c.id, (c.proxies[name], c.finetuned), fontsize=8, xytext=(4, dy), textcoords="offset points")
     ax.set_xlabel(f"{name}: reward-val accuracy")
     ax.set_ylabel(f"fine-tuned {TARGET}")
     ax.set_title(f"{name}: Pearson {_fmt(r['pearson'], 2)}, Spearman {_fmt(r['spearman'], 2)}", fontsize=10)
