@@ -166,10 +166,10 @@ def scatter(path: Path, name: str, finished: Sequence[Finished], r: dict[str, An
     placed: list[tuple[float, float, float, float]] = []  # label boxes in points (x0, x1, y0, y1)
     for c in labelled:  # each label at the first height, from its point downwards, that no earlier label takes
         x, y = (v * 72 / fig.dpi for v in ax.transData.transform((c.proxies[name], c.finetuned)))
-        width = 4.6 * len(c.id)  # a fontsize-8 label, in points
-        dy = next(d for d in (2 - 9 * k for k in range(len(labelled) + 1))
-                  if not any(x + 4 < b[1] and b[0] < x + 4 + width and y + d < b[3] and b[2] < y + d + 8 for b in placed))
-        placed.append((x + 4, x + 4 + width, y + dy, y + dy + 8))
+        x0, x1 = x + 4, x + 4 + 4.6 * len(c.id)  # a fontsize-8 label 4 points right of its point, in points
+        dy = next(d for d in range(2, -9 * len(labelled) - 1, -9)  # one 9-point line lower at a time
+                  if not any(x0 < bx1 and bx0 < x1 and y + d < by1 and by0 < y + d + 8 for bx0, bx1, by0, by1 in placed))
+        placed.append((x0, x1, y + dy, y + dy + 8))
         ax.annotate(c.id, (c.proxies[name], c.finetuned), fontsize=8, xytext=(4, dy), textcoords="offset points")
     ax.set_xlabel(f"{name}: reward-val accuracy")
     ax.set_ylabel(f"fine-tuned {TARGET}")

@@ -14,7 +14,8 @@ B=${BASELINES:-experiments/baselines/fashion_mnist}
 R20_AGENT=${R20_AGENT:-experiments/results/resnet20_fmnist_conditioned/train_e800_decay99/s0}
 # channel grid 1 and AMC's reward (no BN recalibration) as the committed 400-episode searches and the agents; the
 # BN-recalibrated re-evaluation is skipped and latency timed briefly: the table compares accuracies
-common="env.round_to=1 env.bn_recalibration_batches=0 progress=false final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
+common="env.round_to=1 env.bn_recalibration_batches=0 progress=false"
+common="$common final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
 run() {  # run <dir> <module> <args...>
   local dir=$1 module=$2; shift 2
   [ -f "$dir/comparison.md" ] && return 0

@@ -29,7 +29,8 @@ for v in $variants; do
     $PY -m amc.search experiment=resnet20_macs50 "env.networks=$networks" env.network_order=round_robin \
       'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[$v]}" \
       agent.sigma_decay=0.99 episodes=${EPISODES:-840} 'compare_with=[]' seed=$s progress=false env.round_to=1 \
-      env.bn_recalibration_batches=0 final_eval.bn_recalibration_batches=0 calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
+      env.bn_recalibration_batches=0 final_eval.bn_recalibration_batches=0 \
+      calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
       hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 \
       || echo "failed: see $d.log (going on)"
   done
