@@ -79,7 +79,8 @@ def evaluate_best(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: Epi
     return final_evaluation(
         setup, best if best is not None else episode_log.best, method=cfg.method, episodes=episode_log.episode,
         run_dir=run_dir, images=final_images(cfg), bn_batches=int(cfg.final_eval.get("bn_recalibration_batches", 0)),
-        env_bn_batches=e.bn_recalibration_batches, seed=cfg.seed, exclude=list(e.exclude),
+        reward_recalibrates_bn=e.bn_recalibration_batches > 0 or cfg.method == "eagleeye", seed=cfg.seed,
+        exclude=list(e.exclude),
         plan_settings={"method": cfg.method, "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
                        "selection": e.selection, "reconstruction": e.reconstruction,
                        "bn_recalibration_batches": e.bn_recalibration_batches})

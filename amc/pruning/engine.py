@@ -58,12 +58,13 @@ class PruningEngine:
         """Round keep ratios to channel counts (``net.channel_counts``) and prune to them (``prune_counts``)."""
         return self.prune_counts(self.net.channel_counts(keep_ratios))
 
-    def prune_counts(self, counts: Sequence[int]) -> PruneResult:
-        """Select ``counts[i]`` channels of group i by the criterion and prune: the engine's entry point, no rounding."""
+    def prune_counts(self, counts: Sequence[int], *, bn_recalibration: bool = True) -> PruneResult:
+        """Select ``counts[i]`` channels of group i by the criterion and prune: the engine's entry point, no rounding.
+        ``bn_recalibration=False`` skips the engine's BN recalibration (the plain pruned model)."""
         counts = self.check_counts(counts)
         start = time.perf_counter()
         kept = select_channels(self.net, counts, self.selection)
-        return self.prune_kept(kept, counts, select_seconds=time.perf_counter() - start)
+        return self.prune_kept(kept, counts, select_seconds=time.perf_counter() - start, bn_recalibration=bn_recalibration)
 
     def check_counts(self, counts: Sequence[int]) -> list[int]:
         """``counts`` as a list of ints, one per group with 1 <= count <= the group's channels, or a ValueError."""
@@ -82,8 +83,9 @@ class PruningEngine:
         return checked
 
     def prune_kept(self, kept: Sequence[torch.Tensor], counts: Sequence[int] | None = None, *,
-                   select_seconds: float = 0.0) -> PruneResult:
-        """Prune to explicit kept root channel indices per group (e.g. from a plan)."""
+                   select_seconds: float = 0.0, bn_recalibration: bool = True) -> PruneResult:
+        """Prune to explicit kept root channel indices per group (e.g. from a plan); BN recalibration as
+        :meth:`prune_counts`."""
         counts = [len(k) for k in kept] if counts is None else list(counts)
         seconds = {"select": select_seconds}
         t = time.perf_counter()
@@ -94,7 +96,7 @@ class PruningEngine:
             self.reconstructor.reconstruct(model, self.net, kept)
             seconds["reconstruct"] = time.perf_counter() - t
         model.to(self.device)
-        if self.bn_batches > 0:
+        if self.bn_batches > 0 and bn_recalibration:
             t = time.perf_counter()
             recalibrate_bn(model, self.bn_data, num_batches=self.bn_batches, batch_size=self.bn_batch_size, device=self.device,
                            channels_last=self.bn_channels_last)

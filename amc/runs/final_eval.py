@@ -41,16 +41,19 @@ def final_accuracies(setup: Setup, model: torch.nn.Module, images: int | None,
 
 
 def final_evaluation(setup: Setup, best: dict[str, Any] | None, *, method: str, episodes: int, run_dir: Path,
-                     images: int | None, bn_batches: int, env_bn_batches: int, seed: int, exclude: list[str],
-                     plan_settings: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
+                     images: int | None, bn_batches: int, reward_recalibrates_bn: bool, seed: int,
+                     exclude: list[str], plan_settings: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
     """Re-prune ``best`` (an episode's info), evaluate on ``images`` reward-val and test images (None: all), save plan +
-    model; returns the summary row and the pruned model (its latency is measured later, with every variant of the
-    table in one block). ``bn_batches`` > 0 adds BN-recalibrated figures when the env did not recalibrate
-    (``env_bn_batches`` == 0). Accuracies as :func:`final_accuracies`; the saved model is the plain one."""
+    model; returns the summary row and the saved model (its latency is measured later, with every variant of the
+    table in one block). The same figures for every method and reward, so tables compare: the plain pruned model
+    (selection and reconstruction, the unpruned model's BN statistics) and, with ``bn_batches`` > 0, the same model
+    after BN recalibration on that many batches. The model saved is the one the reward judged: the recalibrated one
+    when ``reward_recalibrates_bn`` (and ``bn_batches`` > 0), else the plain one (``saved_model`` in the row).
+    Accuracies as :func:`final_accuracies`."""
     if best is None:
         raise RuntimeError("the search recorded no episode")
     net, data, device = setup.net, setup.data, setup.device
-    result = setup.engine.prune_counts(best["channels"])
+    result = setup.engine.prune_counts(best["channels"], bn_recalibration=False)  # whatever the reward recalibrated
     reward_val_acc, test_acc = final_accuracies(setup, result.model, images)
     row = {
         "variant": method, "macs": result.macs, "params": result.params,
@@ -62,20 +65,22 @@ def final_evaluation(setup: Setup, best: dict[str, Any] | None, *, method: str, 
     }
     if setup.latency_table is not None:
         row["predicted_latency_ms"] = 1e3 * setup.latency_table.predict(result.channels)
-    if bn_batches > 0 and env_bn_batches == 0:
+    if bn_batches > 0:
         # like-for-like figures for every method: the same policy with BN statistics re-estimated after pruning
         bn_model = recalibrate_bn(copy.deepcopy(result.model), data, num_batches=bn_batches, seed=seed, device=device,
                                   channels_last=setup.env.channels_last)
         row["reward_val_acc_bn"], row["test_acc_bn"] = final_accuracies(setup, bn_model, images)
+    saved, suffix = (bn_model, "_bn") if bn_batches > 0 and reward_recalibrates_bn else (result.model, "")
+    row["saved_model"] = "bn_recalibrated" if suffix else "plain"
     plan = make_plan(net, result.kept, base_model=setup.base_info, exclude=exclude,
-                     accuracy={"reward_val_acc": row["reward_val_acc"], "test_acc": row["test_acc"]},
-                     settings=plan_settings)
+                     accuracy={k: row[k + suffix] for k in ("reward_val_acc", "test_acc")},
+                     settings={**plan_settings, "saved_bn_recalibration_batches": bn_batches if suffix else 0})
     if (run_dir / "best").exists():  # from an earlier final evaluation of this run (resumed); redone now
         shutil.rmtree(run_dir / "best")
-    save_pruned(result.model, plan, run_dir / "best")
+    save_pruned(saved, plan, run_dir / "best")
     plan.save(run_dir / "best_plan.json")
     (run_dir / "summary.json").write_text(json.dumps(row, indent=2))
-    return row, result.model
+    return row, saved
 
 
 def measure_comparison_latencies(setup: Setup, models: dict[str, torch.nn.Module], rows: list[dict[str, Any]], *,

@@ -7,9 +7,9 @@ the method's own search time (from its summary), the process's peak RSS (``os.wa
 
 FastNAS runs as ``experiments/peers/modelopt_fastnas.py`` in the peer's venv (``--peer-python``, see README.md) with
 ``--divisor`` and ``--bn-workaround`` unless ``--as-shipped``; the amc methods as ``python -m amc.search
-experiment=<model>_macs50 method=<m> protocol.target=<t> env.round_to=1 compare_with=[]`` (the committed fronts'
-settings). Each run gets its own dir under ``<out>/runs/``; ``costs.jsonl`` gets one line per finished run, so a
-killed block resumes with the runs not yet done. ``cost.md`` is the table (mean over rounds).
+experiment=<model>_macs50 method=<m> protocol.target=<t> env.round_to=1 env.bn_recalibration_batches=0
+compare_with=[]`` (the committed fronts' settings). Each run gets its own dir under ``<out>/runs/``;
+``costs.jsonl`` gets one line per finished run, so a killed block resumes with the runs not yet done. ``cost.md`` is the table (mean over rounds).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def command(method: str, *, model: str, target: float, run_dir: Path, peer_pytho
                "--target", str(target), "--divisor", str(divisor), "--out", str(run_dir)]
         return cmd if as_shipped else [*cmd, "--bn-workaround"]
     return [sys.executable, "-m", "amc.search", f"experiment={model}_macs50", f"method={method}",
-            f"protocol.target={target}", "env.round_to=1", "compare_with=[]", "progress=false",
-            f"hydra.run.dir={run_dir}"]
+            f"protocol.target={target}", "env.round_to=1", "env.bn_recalibration_batches=0", "compare_with=[]",
+            "progress=false", f"hydra.run.dir={run_dir}"]
 
 
 def outcome(method: str, run_dir: Path) -> dict[str, Any]:

@@ -20,8 +20,8 @@ for t in $targets; do
       extra=""; [ -d "$d" ] && [ -f "$d/settings.json" ] && extra="resume=$d"
       mkdir -p "$(dirname "$d")"
       echo "== $model MACs target $t $m seed $s -> $d"
-      $PY -m amc.search experiment=${model}_macs50 protocol.target=$t method=$m seed=$s env.round_to=1 "compare_with=[]" \
-        progress=false hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 || echo "failed: see $d.log (going on)"
+      $PY -m amc.search experiment=${model}_macs50 protocol.target=$t method=$m seed=$s env.round_to=1 \
+        env.bn_recalibration_batches=0 "compare_with=[]" progress=false hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 || echo "failed: see $d.log (going on)"
     done
   done
 done
