@@ -4,7 +4,10 @@ The plans were searched on grid 1; on the runtime's grid their counts are rounde
 ``amc.apply plan=...`` does.
 
     python experiments/deploy/benchmark_uniform_grid.py [--models resnet20 resnet56 mobilenet_v2] [--target 0.5]
-        [--batch-sizes 1 64] [--threads 1] [--out experiments/results/deploy/uniform_grid]
+        [--batch-sizes 1 64] [--threads 1] [--grids 1 8 16] [--out experiments/results/deploy/uniform_grid]
+
+``--grids`` (default: 1 and the runtime's grid on this CPU) compares other grids in the same block, e.g. 8 against 16
+on an AVX-512 CPU.
 """
 
 from __future__ import annotations
@@ -48,18 +51,21 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--grids", type=int, nargs="+", default=None,
+                        help="channel grids to compare (default: 1 and onnxruntime's grid on this CPU)")
     parser.add_argument("--out", type=Path, default=None, help="write results.json and results.md here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     grid = default_round_to("onnxruntime")
+    grids = args.grids or [1, grid]
     runtimes = ["onnxruntime", "torch"]
     results = {"conditions": {**machine_conditions("cpu"), **runtime_conditions("onnxruntime", args.threads)},
-               "target_macs_ratio": args.target, "grid": grid, "models": {}}
+               "target_macs_ratio": args.target, "grid": grid, "grids": grids, "models": {}}
     for name in args.models:
         model, _ = load_model(ROOT / f"experiments/baselines/fashion_mnist/{name}/model.safetensors")
         variants, rows = {"original": model.eval()}, {}
-        for round_to in (1, grid):
+        for round_to in grids:
             net = PrunableNetwork(model.eval(), (1, 1, 28, 28), round_to=round_to)
             policy = solve_uniform(net, args.target)
             label = f"uniform, grid {round_to}"
@@ -90,7 +96,8 @@ def main() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         keys = [latency_key(rt, b) for rt in runtimes for b in args.batch_sizes]
         c = results["conditions"]
-        lines = [f"# Uniform pruning and AMC's plan at {args.target} MACs: channel grid 1 vs the runtime's grid ({grid})",
+        lines = [f"# Uniform pruning and AMC's plan at {args.target} MACs: channel grids {', '.join(map(str, grids))} "
+                 f"(the runtime's grid on this CPU: {grid})",
                  "", "AMC plans (searched on grid 1): " + ", ".join(f"{k} `{v}`" for k, v in PLANS.items()) + ".", "",
                  f"Speedup = original latency / pruned latency, all variants of a model in one interleaved block "
                  f"(warm caches), {args.threads} thread(s). onnxruntime {c.get('onnxruntime_version')}, torch "
@@ -103,7 +110,9 @@ def main() -> None:
                 if label != "original":
                     lines.append(f"| {name} | {label} | {row['macs_ratio']:.3f} | "
                                  + " | ".join(f"{row['speedups'][k]:.2f}x" for k in keys) + " |")
-        lines += ["", "Command: `python experiments/deploy/benchmark_uniform_grid.py --out <dir>`."]
+        command = "python experiments/deploy/benchmark_uniform_grid.py" + (
+            f" --grids {' '.join(map(str, args.grids))}" if args.grids else "")
+        lines += ["", f"Command: `{command} --out <dir>`."]
         (args.out / "results.md").write_text("\n".join(lines) + "\n")
 
 
