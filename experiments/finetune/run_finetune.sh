@@ -11,7 +11,7 @@ for kd in 0.5 0; do  # every model with distillation first, then every model wit
     name=${spec%%=*} pruned=${spec#*=}
     dir=$out/${name}_kd$kd
     [ -f "$dir/metrics.json" ] && continue
-    extra=""; [ -d "$dir/training_state" ] && extra="resume=$dir"
+    extra=""; [ -f "$dir/settings.json" ] && extra="resume=$dir"  # killed, even before its first epoch ended
     mkdir -p "$out"
     echo "== $name kd.alpha=$kd -> $dir"
     $PY -m amc.finetune pruned=$pruned epochs=$epochs kd.alpha=$kd progress=false hydra.run.dir=$dir $extra \

@@ -28,7 +28,7 @@ for s in $seeds; do  # seed by seed, so an early stop leaves whole seeds of ever
     name=${spec%%=*}
     d=$out/$name/ft_s$s
     [ -f "$d/metrics.json" ] && continue
-    extra=""; [ -d "$d/training_state" ] && extra="resume=$d"
+    extra=""; [ -f "$d/settings.json" ] && extra="resume=$d"  # killed, even before its first epoch ended
     echo "== fine-tune $name seed $s ($epochs epochs) -> $d"
     $PY -m amc.finetune pruned="$out/$name/pruned/reconstruction_bn_recal" epochs="$epochs" seed="$s" \
       kd.alpha="${KD:-0.5}" progress=false hydra.run.dir="$d" $extra > "$d.log" 2>&1 || echo "failed: see $d.log (going on)"
