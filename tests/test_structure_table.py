@@ -29,6 +29,9 @@ def test_means_leads_and_spread(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "| mobilenet_v2_t0.3 | mobilenet_v2 | 0.300 | amc | 2 | 72.00% | 90.50 ± 0.71% | -2.50 | +2.25 | yes |" in text
     assert "| deep | 2 | 26.00% | 88.75 ± 1.06% | -4.25 | +0.50 | no |" in text  # within deep's own spread
     assert (tmp_path / "out" / "structure.png").stat().st_size > 0
+    _metrics(root / "shallow" / "ft_s0", before=0.2, after=0.80)  # one seed: no spread to judge its lead by
+    assert main([str(root)]) == 0
+    assert "| shallow | 1 | 20.00% | 80.00 ± 0.00% | -13.00 | -8.25 | - (one seed) |" in capsys.readouterr().out
     capsys.readouterr()
     _metrics(root / "amc" / "ft_s2", before=0.72, after=0.9, epochs=3)  # another recipe among the seeds
     assert main([str(root)]) == 1

@@ -4,7 +4,7 @@
 
 Per run root (one network and budget) and method: the pruned start's test accuracy (reconstruction + BN
 recalibration), the fine-tuned test accuracy as mean ± std over fine-tuning seeds, the lead over uniform, and whether
-that lead is larger than the seeds' spread (the larger of the two stds). ``--save`` writes ``structure.md`` and
+that lead is larger than the seeds' spread (the larger of the two stds; "-" while either has one seed). ``--save`` writes ``structure.md`` and
 ``structure.png`` (accuracy before vs after fine-tuning per method, error bars: std over seeds).
 """
 
@@ -47,7 +47,10 @@ def rows_of(root: Path, methods: dict[str, dict[str, Any]]) -> list[str]:
             diff = mean - statistics.mean(uniform["after"])
             spread = max(std, _std(uniform["after"]))
             lead = f"{100 * diff:+.2f}"
-            beyond = "yes" if abs(diff) > spread and len(e["after"]) > 1 else "no"
+            if min(len(e["after"]), len(uniform["after"])) < 2:
+                beyond = "- (one seed)"  # no spread to compare with yet
+            else:
+                beyond = "yes" if abs(diff) > spread else "no"
         epochs, alpha, lr = e["recipe"]
         rows.append(f"| {root.name} | {e['model'].rsplit('.', 1)[-1]} | {e['macs_ratio']:.3f} | {name} | {len(e['after'])} | "
                     f"{100 * e['before']:.2f}% | {100 * mean:.2f} ± {100 * std:.2f}% | {100 * (mean - e['teacher']):+.2f} | "
