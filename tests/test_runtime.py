@@ -214,7 +214,8 @@ def test_search_on_the_default_grid_records_it_and_meets_a_latency_budget(tmp_pa
     resolve_runtime_settings(cfg, "env.round_to")
     (tmp_path / "measured").mkdir()
     table = build_latency_table(cfg, _net(grid), torch.device("cpu"), tmp_path / "measured")
-    target = round(min(0.7, halfway_latency_target(_net(grid), table, float(cfg.env.lbound))), 3)
+    # no fixed cap (it was 0.7): on a loaded machine the table's floor itself can lie above 0.7
+    target = round(halfway_latency_target(_net(grid), table, float(cfg.env.lbound)), 3)
     assert target < 1.0, "a latency table with no reachable speedup"
     cfg = _compose("search", [*overrides, f"protocol.target={target}"])
     row = run(cfg, tmp_path / "run")
