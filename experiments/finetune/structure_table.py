@@ -4,8 +4,9 @@
 
 Per run root (one network and budget) and method: the pruned start's test accuracy (reconstruction + BN
 recalibration), the fine-tuned test accuracy as mean ± std over fine-tuning seeds, the lead over uniform, and whether
-that lead is larger than the seeds' spread (the larger of the two stds; "-" while either has one seed). ``--save`` writes ``structure.md`` and
-``structure.png`` (accuracy before vs after fine-tuning per method, error bars: std over seeds).
+that lead is larger than the seeds' spread (the larger of the two stds; "-" while either has one seed). ``--save``
+writes ``structure.md`` and ``structure.png`` (accuracy before vs after fine-tuning per method, error bars: std over
+seeds).
 """
 
 from __future__ import annotations
