@@ -26,6 +26,17 @@ def test_progress_is_logged_every_5_percent_without_the_bar(tmp_path: Path, capl
     assert [r["reward"] for r in rows] == rewards and rows[-1]["best_reward"] == max(rewards)
 
 
+def test_progress_lines_name_the_episodes_network_and_the_bests(tmp_path: Path, caplog) -> None:
+    log = EpisodeLog(tmp_path, method="amc", total=2, progress=False, tensorboard=False, network="resnet20")
+    with caplog.at_level(logging.INFO, logger="amc.runs.search_log"):
+        log.record({"reward": 0.5, "network": "resnet20"})
+        log.record({"reward": 0.9, "network": "vgg16"})
+    log.close()
+    lines = [rec.getMessage() for rec in caplog.records]
+    assert lines[0].startswith("amc search: episode 1/2, reward 0.5000 on resnet20, best 0.5000 (episode 1) on resnet20")
+    assert lines[1].startswith("amc search: episode 2/2, reward 0.9000 on vgg16, best 0.5000 (episode 1) on resnet20")
+
+
 def test_no_progress_lines_with_the_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = EpisodeLog(tmp_path, method="amc", total=4, progress=True, tensorboard=False)
     with caplog.at_level(logging.INFO, logger="amc.runs.search_log"):

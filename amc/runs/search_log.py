@@ -135,9 +135,13 @@ class EpisodeProgress:
         elapsed = row["elapsed"]
         eta = elapsed / max(1, episode_log.episodes_this_run) * max(0, total - episode_log.episode)
         best = episode_log.best  # None until the run's own network had an episode (an agent on several networks)
-        log.info("%s search: episode %d/%d, reward %.4f, best %s, %.0fs elapsed, ETA %.0fs", episode_log.method,
-                 episode_log.episode, total, row["reward"],
-                 "-" if best is None else f"{episode_log.best_reward:.4f} (episode {best['episode']})", elapsed, eta)
+        best_text = "-" if best is None else f"{episode_log.best_reward:.4f} (episode {best['episode']})"
+        reward_text = f"{row['reward']:.4f}"
+        if row.get("network") is not None:  # several networks: whose episode this was, whose best that is
+            reward_text += f" on {row['network']}"
+            best_text += f" on {episode_log.network}"
+        log.info("%s search: episode %d/%d, reward %s, best %s, %.0fs elapsed, ETA %.0fs", episode_log.method,
+                 episode_log.episode, total, reward_text, best_text, elapsed, eta)
 
     def close(self) -> None:
         self.bar.close()
