@@ -178,3 +178,16 @@ def test_a_finished_run_is_timed_again_without_touching_its_own_figures(searched
     assert all(x > 0 for x in again["speedups"]["amc"].values()) and set(again["speedups"]["amc"]) == {
         "onnxruntime b1", "onnxruntime b2"}
     assert again["conditions"]["threads"] == 1 and again["conditions"]["loadavg_1_5_15"] is not None
+
+
+def test_stage_name_and_speed_hint_follow_the_settings() -> None:
+    """The printed timing names what the final evaluation did and suggests only levers not already pulled."""
+    from amc.apply import faster_levers, final_eval_stage
+
+    quick = _apply_cfg("compare_with=[]", "final_eval.images=500")
+    assert final_eval_stage(quick) == "final evaluation (500 reward-val and test images)"
+    assert faster_levers(quick) == []
+    default = _apply_cfg("final_eval.bn_recalibration_batches=10", "final_eval.images=null")
+    assert final_eval_stage(default) == "final evaluation (all reward-val and test images, BN-recalibrated columns)"
+    assert faster_levers(default) == ["compare_with=[]", "final_eval.bn_recalibration_batches=0",
+                                      "final_eval.images=<n>"]
