@@ -38,3 +38,19 @@ def test_table_averages_finished_seeds_and_gives_the_gap_to_uniform(tmp_path: Pa
     assert rows["0.5 zoo agent (all) + 10 episodes"].endswith("| +5.00 | 0.500 | 11 |")
     assert "| - |" in rows["0.3 zoo agent (all), zero-shot"]  # no uniform at 0.3: no gap
     assert len(rows) == 4
+
+
+def test_summary_gives_each_seeds_gain_over_uniform_and_the_refinements_gap_to_the_search(tmp_path: Path) -> None:
+    _run(tmp_path, "uniform", 0.80)
+    _run(tmp_path, "zero_shot_scale_s0", 0.82)
+    _run(tmp_path, "zero_shot_scale_s1", 0.79)
+    _run(tmp_path, "refine10_scale_s0", 0.86, episodes=11)
+    _run(tmp_path, "refine10_scale_s1", 0.84, episodes=11)
+    scratch = tmp_path / "scratch"
+    for seed, acc in enumerate([0.86, 0.88]):
+        (scratch / f"seed{seed}").mkdir(parents=True)
+        (scratch / f"seed{seed}" / "summary.json").write_text(json.dumps(
+            {"test_acc": acc, "reward_val_acc": acc, "macs_ratio": 0.5, "episodes": 400}))
+    text = ht.summary(ht.collect(tmp_path, {"resnet56": scratch}))
+    assert text.splitlines()[2] == "| scale | resnet56 | 2 | +0.50 | +2.00 -1.00 | -2.00 |"
+    assert len(text.splitlines()) == 3  # one state, one network

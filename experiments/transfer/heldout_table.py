@@ -2,7 +2,8 @@
 
 One row per (network, budget, method): test and reward-val accuracy (mean ± std over seeds, n), MACs ratio, episodes
 spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
-(``--scratch <net>=<folder with seed*/>``, at MACs 0.5).
+(``--scratch <net>=<folder with seed*/>``, at MACs 0.5). ``--summary`` adds, per state, the figures of the issue's
+goal at MACs 0.5: zero-shot minus uniform, each seed, and the 10-episode refinement minus the 400-episode search.
 """
 
 from __future__ import annotations
@@ -67,13 +68,36 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(rows: list[dict]) -> str:
+    """Per zoo-agent state and held-out network at MACs 0.5: zero-shot − uniform (mean, each seed) and 10-episode
+    refinement − the 400-episode search (mean), in points of test accuracy."""
+    at = {(r["network"], r["method"]): [x["test_acc"] * 100 for x in r["runs"]] for r in rows if r["target"] == 0.5}
+    states = sorted({m.split("(")[1].split(")")[0] for _, m in at if m.startswith("zoo agent (")})
+    lines = ["| state | network | seeds | zero-shot − uniform | each seed | + 10 episodes − 400-episode search |",
+             "|---|---|---:|---:|---|---:|"]
+    for state in states:
+        for net in sorted({n for n, _ in at}):
+            zero = at.get((net, f"zoo agent ({state}), zero-shot"), [])
+            uniform, scratch = at.get((net, "uniform")), at.get((net, "AMC searched on this network, 400 episodes"))
+            if not zero or not uniform:
+                continue
+            gaps = [z - statistics.fmean(uniform) for z in zero]
+            refine = at.get((net, f"zoo agent ({state}) + 10 episodes"), [])
+            behind = f"{statistics.fmean(refine) - statistics.fmean(scratch):+.2f}" if refine and scratch else "-"
+            lines.append(f"| {state} | {net} | {len(zero)} | {statistics.fmean(gaps):+.2f} | "
+                         f"{' '.join(f'{g:+.2f}' for g in gaps)} | {behind} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
     parser.add_argument("--scratch", action="append", default=[], help="<net>=<search results folder with seed*/>")
+    parser.add_argument("--summary", action="store_true", help="append the per-state summary at MACs 0.5")
     parser.add_argument("--out", type=Path, help="write the table here (else print it)")
     args = parser.parse_args()
-    text = table(collect(args.root, {k: Path(v) for k, v in (s.split("=", 1) for s in args.scratch)}))
+    rows = collect(args.root, {k: Path(v) for k, v in (s.split("=", 1) for s in args.scratch)})
+    text = table(rows) + ("\n" + summary(rows) if args.summary else "")
     if args.out:
         args.out.write_text(text)
     else:
