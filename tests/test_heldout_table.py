@@ -52,5 +52,5 @@ def test_summary_gives_each_seeds_gain_over_uniform_and_the_refinements_gap_to_t
         (scratch / f"seed{seed}" / "summary.json").write_text(json.dumps(
             {"test_acc": acc, "reward_val_acc": acc, "macs_ratio": 0.5, "episodes": 400}))
     text = ht.summary(ht.collect(tmp_path, {"resnet56": scratch}))
-    assert text.splitlines()[2] == "| scale | resnet56 | 2 | +0.50 | +2.00 -1.00 | -2.00 |"
-    assert len(text.splitlines()) == 3  # one state, one network
+    assert text.splitlines()[2] == "| zoo, scale | resnet56 | 2 | +0.50 | +2.00 -1.00 | -2.00 |"
+    assert len(text.splitlines()) == 3  # one state, one network, no ResNet-20 agent run

@@ -69,20 +69,23 @@ def table(rows: list[dict]) -> str:
 
 
 def summary(rows: list[dict]) -> str:
-    """Per zoo-agent state and held-out network at MACs 0.5: zero-shot − uniform (mean, each seed) and 10-episode
-    refinement − the 400-episode search (mean), in points of test accuracy."""
+    """Per zoo-agent state (and the single-network ResNet-20 agent) and held-out network at MACs 0.5: zero-shot −
+    uniform (mean, each seed) and 10-episode refinement − the 400-episode search (mean), in points of test accuracy."""
     at = {(r["network"], r["method"]): [x["test_acc"] * 100 for x in r["runs"]] for r in rows if r["target"] == 0.5}
     states = sorted({m.split("(")[1].split(")")[0] for _, m in at if m.startswith("zoo agent (")})
-    lines = ["| state | network | seeds | zero-shot − uniform | each seed | + 10 episodes − 400-episode search |",
+    agents = {f"zoo, {state}": (f"zoo agent ({state}), zero-shot", f"zoo agent ({state}) + 10 episodes")
+              for state in states}
+    agents["ResNet-20 alone"] = (FIXED["resnet20_agent"], "")
+    lines = ["| agent, state | network | seeds | zero-shot − uniform | each seed | + 10 episodes − 400-episode search |",
              "|---|---|---:|---:|---|---:|"]
-    for state in states:
+    for state, (zero_label, refine_label) in agents.items():
         for net in sorted({n for n, _ in at}):
-            zero = at.get((net, f"zoo agent ({state}), zero-shot"), [])
+            zero = at.get((net, zero_label), [])
             uniform, scratch = at.get((net, "uniform")), at.get((net, "AMC searched on this network, 400 episodes"))
             if not zero or not uniform:
                 continue
             gaps = [z - statistics.fmean(uniform) for z in zero]
-            refine = at.get((net, f"zoo agent ({state}) + 10 episodes"), [])
+            refine = at.get((net, refine_label), [])
             behind = f"{statistics.fmean(refine) - statistics.fmean(scratch):+.2f}" if refine and scratch else "-"
             lines.append(f"| {state} | {net} | {len(zero)} | {statistics.fmean(gaps):+.2f} | "
                          f"{' '.join(f'{g:+.2f}' for g in gaps)} | {behind} |")
