@@ -17,8 +17,10 @@ from pathlib import Path
 from experiments.transfer.table import fmt_mean_std
 
 FIXED = {"uniform": "uniform", "deep": "deep", "resnet20_agent": "ResNet-20 agent (every budget), zero-shot"}
-SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", "zoo agent ({v}), zero-shot"),
-          (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", "zoo agent ({v}) + {n} episodes"),
+ZERO_SHOT, REFINE = "zoo agent ({v}), zero-shot", "zoo agent ({v}) + {n} episodes"
+SCRATCH = "AMC searched on this network, 400 episodes"
+SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", ZERO_SHOT),
+          (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", REFINE),
           (r"random(?P<n>\d+)_s\d+", "random search, {n} episodes")]
 
 
@@ -46,7 +48,7 @@ def collect(root: Path, scratch: dict[str, Path]) -> list[dict]:
     for net, folder in scratch.items():
         found = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/summary.json"))]
         if found:
-            rows[(net, 0.5, "AMC searched on this network, 400 episodes")] = found
+            rows[(net, 0.5, SCRATCH)] = found
     return [{"network": k[0], "target": k[1], "method": k[2], "runs": v} for k, v in sorted(rows.items())]
 
 
@@ -73,15 +75,14 @@ def summary(rows: list[dict]) -> str:
     uniform (mean, each seed) and 10-episode refinement − the 400-episode search (mean), in points of test accuracy."""
     at = {(r["network"], r["method"]): [x["test_acc"] * 100 for x in r["runs"]] for r in rows if r["target"] == 0.5}
     states = sorted({m.split("(")[1].split(")")[0] for _, m in at if m.startswith("zoo agent (")})
-    agents = {f"zoo, {state}": (f"zoo agent ({state}), zero-shot", f"zoo agent ({state}) + 10 episodes")
-              for state in states}
+    agents = {f"zoo, {state}": (ZERO_SHOT.format(v=state), REFINE.format(v=state, n=10)) for state in states}
     agents["ResNet-20 alone"] = (FIXED["resnet20_agent"], "")
     lines = ["| agent, state | network | seeds | zero-shot − uniform | each seed | + 10 episodes − 400-episode search |",
              "|---|---|---:|---:|---|---:|"]
     for state, (zero_label, refine_label) in agents.items():
         for net in sorted({n for n, _ in at}):
             zero = at.get((net, zero_label), [])
-            uniform, scratch = at.get((net, "uniform")), at.get((net, "AMC searched on this network, 400 episodes"))
+            uniform, scratch = at.get((net, FIXED["uniform"])), at.get((net, SCRATCH))
             if not zero or not uniform:
                 continue
             gaps = [z - statistics.fmean(uniform) for z in zero]
