@@ -7,7 +7,9 @@ Three sources of a policy, one run dir like a search's (``best/``, ``best_plan.j
   deterministically over the new network's groups; the observation is width- and depth-independent, so no retraining
   is needed. The budget wall for ``protocol.target`` holds as in the search (default: the agent's own target).
   ``refine_episodes=N`` then trains the loaded agent on the new network for N more episodes (no warm-up, noise
-  ``refine_sigma``) and keeps the best policy seen, the zero-shot one included.
+  ``refine_sigma``) and keeps the best policy seen, the zero-shot one included. ``agent_run=[<dir>, <dir>, ...]``:
+  a committee; each agent plays one episode (with its own observation layout), the best on reward-val is kept and
+  is the one refined.
 - ``plan=<plan.json>``: a plan's channel counts on a checkpoint of the same architecture with other weights; groups
   are matched by structure and channels re-selected on the new weights.
 - ``policy=uniform|deep|shallow|sensitivity``: a hand-made baseline, or the sensitivity search, through the same
@@ -22,23 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from stable_baselines3.common.callbacks import CallbackList
 
-from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_actor, load_policy_weights, make_agent
+from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_policy_weights, make_agent
 from amc.artifacts.plan import PlanError, PruningPlan, check_plan_structure
 from amc.cli import PreflightCallback, user_errors
+from amc.cli.agent_runs import AGENT_KEY, agent_dirs, agents_target, check_agent, play_agents
 from amc.cli.checks import check_common, check_workers, recorded_settings
 from amc.cli.compare import compare_and_report, evaluate_original
 from amc.cli.methods import evaluate_best, run_policy
 from amc.cli.setup import agent_env, build_setup
-from amc.envs.channel_pruning import OBS_FIELDS, TARGET_FIELD, observation_fields
-from amc.envs.state_fields import extras_of_fields
 from amc.pruning.heuristics import HEURISTICS
-from amc.runs.episodes import run_actor
 from amc.runs.search_log import EpisodeLog
 from amc.runs.setup import Setup
 from amc.runs.stages import StageClock
@@ -59,51 +58,13 @@ def source_of(cfg: DictConfig) -> str:
     return given[0]
 
 
-def agent_target(agent_dir: Path) -> float:
-    """The budget the agent was trained with (its run's recorded protocol.target)."""
-    return float(recorded_settings(agent_dir)["protocol"]["target"])
-
-
-def check_actor_fits(meta: dict[str, Any], *, obs_fields: tuple[str, ...], lbound: float, rbound: float,
-                     source: Path) -> None:
-    """An actor's observation layout and action bounds must be this env's, or its actions mean something else."""
-    fields = (meta.get("observation") or {}).get("fields")
-    if fields is not None and tuple(fields) != tuple(obs_fields):
-        raise ValueError(f"agent {source}: its observation layout {fields} is not this env's {list(obs_fields)}; "
-                         f"it was trained with another amc version or env and cannot drive this one")
-    bounds = meta.get("keep_ratio") or {}
-    if bounds and not (np.isclose(bounds.get("lbound"), lbound) and np.isclose(bounds.get("rbound"), rbound)):
-        raise ValueError(f"agent {source} maps its actions to keep ratios in [{bounds.get('lbound')}, "
-                         f"{bounds.get('rbound')}], this env to [{lbound}, {rbound}]: set env.lbound="
-                         f"{bounds.get('lbound')} env.rbound={bounds.get('rbound')}")
-
-
 def preflight(cfg: DictConfig, run_dir: Path) -> Path:
     """Every check that needs no data or model; fills in protocol.target when it is left null."""
     source = source_of(cfg)
     if source == "agent_run":
-        agent_dir = Path(str(cfg.agent_run))
-        for name in ("actor.json", "actor.safetensors"):
-            if not (agent_dir / name).is_file():
-                raise FileNotFoundError(f"agent_run={agent_dir} has no {name}: pass the run dir of a finished "
-                                        f"`python -m amc.search` (method=amc) or `amc.apply` with refine_episodes")
-        meta = json.loads((agent_dir / "actor.json").read_text(encoding="utf-8"))
-        fields = (meta.get("observation") or {}).get("fields") or ()
-        conditioned = TARGET_FIELD in fields
-        try:
-            extras = extras_of_fields(fields, OBS_FIELDS, (TARGET_FIELD,)) if fields else ()
-        except ValueError as e:
-            raise ValueError(f"agent {agent_dir}: {e}") from None
-        with open_dict(cfg):  # the agent's observation layout decides
-            cfg.env.budget_in_state, cfg.env.state_extras = conditioned, list(extras)
-        if "budget_left" in extras and cfg.protocol.get("resource") is None:
-            raise ValueError(f"agent {agent_dir} sees the state field 'budget_left', which needs a resource budget: "
-                             f"apply it with protocol=macs, params or latency (the accuracy-guaranteed ones have none)")
-        check_actor_fits(meta, obs_fields=observation_fields(conditioned, extras), lbound=cfg.env.lbound,
-                         rbound=cfg.env.rbound, source=agent_dir)
-        if cfg.refine_episodes and not (agent_dir / "resume" / "policy.safetensors").is_file():
-            raise FileNotFoundError(f"refine_episodes needs the agent's critic too: {agent_dir}/resume/policy.safetensors "
-                                    f"is missing")
+        layouts = [check_agent(d, cfg) for d in agent_dirs(cfg.agent_run)]
+        with open_dict(cfg):  # the (first) agent's observation layout decides; a committee's others are set in turn
+            cfg.env.budget_in_state, cfg.env.state_extras = layouts[0].budget_in_state, list(layouts[0].state_extras)
     elif source == "plan" and not Path(str(cfg.plan)).is_file():
         raise FileNotFoundError(f"plan={cfg.plan} is not a file")
     elif source == "policy" and cfg.policy not in POLICIES:
@@ -118,10 +79,11 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
         with open_dict(cfg):
             cfg.protocol.target = default_target(cfg, source)
     if source == "agent_run":
-        trained = recorded_settings(Path(str(cfg.agent_run)))["protocol"].get("target_range")
-        if trained and not trained[0] <= float(cfg.protocol.target) <= trained[1]:
-            log.warning("protocol.target=%s lies outside the range the agent was trained on (%s)", cfg.protocol.target,
-                        trained)
+        for agent_dir in agent_dirs(cfg.agent_run):
+            trained = recorded_settings(agent_dir)["protocol"].get("target_range")
+            if trained and not trained[0] <= float(cfg.protocol.target) <= trained[1]:
+                log.warning("protocol.target=%s lies outside the range agent %s was trained on (%s)",
+                            cfg.protocol.target, agent_dir, trained)
     check_common(cfg)
     n_envs = check_workers(cfg)
     if cfg.refine_episodes % n_envs:
@@ -137,7 +99,7 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
 def default_target(cfg: DictConfig, source: str) -> float:
     """protocol.target when left null: the agent's training target, the plan's MACs ratio, or 0.5."""
     if source == "agent_run":
-        return agent_target(Path(str(cfg.agent_run)))
+        return agents_target(agent_dirs(cfg.agent_run))
     if source == "plan":
         plan = PruningPlan.load(cfg.plan)
         return float(plan.settings.get("protocol", {}).get("target") or plan.macs_after / plan.macs_before)
@@ -154,19 +116,21 @@ class Preflight(PreflightCallback):
 
 
 # -- the three sources ----------------------------------------------------------------------------------------------
-def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog) -> None:
-    """Continue training the agent of ``cfg.agent_run`` on this network for ``refine_episodes`` episodes (on
-    ``env.n_envs`` workers when there are several).
+def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, agent_dir: Path) -> None:
+    """Continue training the agent of ``agent_dir`` (of ``cfg.agent_run``) on this network for ``refine_episodes``
+    episodes (on ``env.n_envs`` workers when there are several).
 
     The policy and critic come from the agent run's pickle-free ``resume/policy.safetensors``; the agent settings
     from its recorded config (plain data; ``algo`` is looked up in a fixed table). No warm-up, noise ``refine_sigma``.
     """
+    layout = check_agent(agent_dir, cfg)
+    with open_dict(cfg):  # a spawned worker rebuilds its env from the config: with this agent's layout
+        cfg.env.budget_in_state, cfg.env.state_extras = layout.budget_in_state, list(layout.state_extras)
     with agent_env(cfg, setup, run_dir) as env:
-        _refine(cfg, setup, run_dir, episode_log, env)
+        _refine(cfg, setup, run_dir, episode_log, env, agent_dir)
 
 
-def _refine(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any) -> None:
-    agent_dir = Path(str(cfg.agent_run))
+def _refine(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, env: Any, agent_dir: Path) -> None:
     a = recorded_settings(agent_dir)["agent"]
     agent = make_agent(a["algo"], env, actor_lr=a["actor_lr"], critic_lr=a["critic_lr"], net_arch=a["net_arch"],
                        tau=a["tau"], gamma=a["gamma"], batch_size=a["batch_size"], replay_episodes=a["replay_episodes"],
@@ -193,6 +157,14 @@ def run_plan(cfg: DictConfig, setup: Setup) -> dict[str, Any]:
         log.info("plan=%s was made on a channel grid of %d: its counts rounded to this run's grid of %d (env.round_to)",
                  cfg.plan, plan.round_to, setup.net.round_to)
     return setup.env.play_counts(counts, seed=cfg.seed)
+
+
+def source_text(cfg: DictConfig, source: str) -> str:
+    """The source as given: a path, a policy name, or a committee's paths (``[a, b]``)."""
+    if source == "agent_run":
+        dirs = agent_dirs(cfg.agent_run)
+        return str(dirs[0]) if len(dirs) == 1 and not OmegaConf.is_list(cfg.agent_run) else f"[{', '.join(map(str, dirs))}]"
+    return str(cfg.get(source))
 
 
 def final_eval_stage(cfg: DictConfig) -> str:
@@ -232,11 +204,10 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                              group_names=[g.root for g in setup.net.groups])
     with clock.stage(f"the policy ({source})"):
         if source == "agent_run":
-            actor = load_actor(Path(str(cfg.agent_run))).to(setup.device)
-            episode_log.record(run_actor(actor, setup.env, cfg.seed))  # zero-shot
-            log.info("zero-shot policy of %s: reward %.4f", cfg.agent_run, episode_log.best_reward)
+            agents = {d: check_agent(d, cfg) for d in agent_dirs(cfg.agent_run)}
+            winner = play_agents(setup, episode_log, agents, seed=cfg.seed)  # zero-shot
             if cfg.refine_episodes:
-                refine_agent(cfg, setup, output_dir, episode_log)
+                refine_agent(cfg, setup, output_dir, episode_log, winner)
         elif source == "plan":
             episode_log.record(run_plan(cfg, setup))
         else:
@@ -244,12 +215,18 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         episode_log.close()
     with clock.stage(final_eval_stage(cfg)):
         row, model = evaluate_best(cfg, setup, output_dir, episode_log)
-    row.update(source=source.removesuffix("_run"), source_path=str(cfg.get(source)), episodes=episode_log.episode,
-               zero_shot_reward=json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])["reward"])
+    rows = [json.loads(line) for line in (output_dir / "episodes.jsonl").read_text().splitlines()]
+    played = len(agents) if source == "agent_run" else 1
+    row.update(source=source.removesuffix("_run"), source_path=source_text(cfg, source), episodes=episode_log.episode,
+               zero_shot_reward=max(r["reward"] for r in rows[:played]))
+    if source == "agent_run":
+        row["agents"] = [{"agent_run": r[AGENT_KEY], "reward": r["reward"], "accuracy": r["accuracy"]}
+                         for r in rows[:played]]
+        row["chosen_agent"] = str(winner)
     (output_dir / "summary.json").write_text(json.dumps(row, indent=2))
     with clock.stage(f"comparison (compare_with={list(cfg.compare_with)}, latency block)"):
         compare_and_report(cfg, setup, [original, row], {"original": setup.net.model, method: model}, output_dir,
-                           f"{source}={cfg.get(source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
+                           f"{source}={source_text(cfg, source)} applied to {setup.base_info['target']} ({cfg.checkpoint}), "
                            f"{cfg.protocol.resource or 'accuracy-guaranteed'} target {cfg.protocol.target}; "
                            f"run dir {output_dir}")
     summary = json.loads((output_dir / "summary.json").read_text())

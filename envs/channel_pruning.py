@@ -96,12 +96,8 @@ class ChannelPruningEnv(gym.Env):
                 raise ValueError(f"budget lbound={budget.lbound} differs from the env's lbound={lbound}")
         if eval_images is not None and eval_images < 1:
             raise ValueError(f"eval_images must be >= 1 or None (all), got {eval_images}")
-        if (budget_in_state or target_range is not None) and budget is None:
-            raise ValueError("budget_in_state and target_range need a resource budget (the accuracy-guaranteed "
-                             "protocol has none)")
-        if "budget_left" in state_extras and budget is None:
-            raise ValueError("the state field 'budget_left' needs a resource budget (protocol=macs, params or "
-                             "latency); the accuracy-guaranteed protocol has none")
+        if target_range is not None and budget is None:
+            raise ValueError("target_range needs a resource budget (the accuracy-guaranteed protocol has none)")
         if early_stop_margin is not None:
             if early_stop_margin < 0:
                 raise ValueError(f"early_stop_margin must be >= 0 or None, got {early_stop_margin}")
@@ -130,9 +126,6 @@ class ChannelPruningEnv(gym.Env):
         split_size = len(data.split(eval_split))
         self._eval_total = split_size if eval_images is None else min(eval_images, split_size)  # a full evaluation
         self.render_mode = None
-        self.obs_fields = observation_fields(budget_in_state, state_extras)
-        self._budget_left = "budget_left" in state_extras
-        self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
         self._fixed_budget = budget
         self.target_range: tuple[float, float] | None = None
         if target_range is not None:
@@ -149,7 +142,7 @@ class ChannelPruningEnv(gym.Env):
         static = np.array([[g.channels, g.in_channels, g.feature_hw[0], g.feature_hw[1], g.stride, g.kernel, g.macs]
                            for g in groups], dtype=np.float64)
         self._static = np.stack([_minmax(static[:, j]) for j in range(static.shape[1])], axis=1)
-        self._extras = static_extras(net, state_extras)
+        self.set_observation(budget_in_state=budget_in_state, state_extras=state_extras)
         touched = [set(g.producers) | set(g.consumers) for g in groups]
         self._rest = np.zeros(self.num_groups)
         for t in range(self.num_groups):
@@ -158,6 +151,19 @@ class ChannelPruningEnv(gym.Env):
             self._rest[t] = sum(net.costs[n].macs for n in later if n in net.costs) / net.original_macs
         self._full = [g.channels for g in groups]
         self._reset_state()
+
+    def set_observation(self, *, budget_in_state: bool = False, state_extras: Sequence[str] = ()) -> None:
+        """Observe with this layout from the next observation on (``amc.apply`` with several agents, each trained
+        with its own state); the fields' values do not depend on the layout."""
+        if budget_in_state and self._fixed_budget is None:
+            raise ValueError("budget_in_state needs a resource budget (the accuracy-guaranteed protocol has none)")
+        if "budget_left" in state_extras and self._fixed_budget is None:
+            raise ValueError("the state field 'budget_left' needs a resource budget (protocol=macs, params or "
+                             "latency); the accuracy-guaranteed protocol has none")
+        self.obs_fields = observation_fields(budget_in_state, state_extras)
+        self._budget_left = "budget_left" in state_extras
+        self._extras = static_extras(self.net, state_extras)
+        self.observation_space = spaces.Box(0.0, 1.0, (len(self.obs_fields),), np.float32)
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:

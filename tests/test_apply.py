@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,56 @@ def test_stage_name_and_speed_hint_follow_the_settings() -> None:
     assert final_eval_stage(default) == "final evaluation (all reward-val and test images, BN-recalibrated columns)"
     assert faster_levers(default) == ["compare_with=[]", "final_eval.bn_recalibration_batches=0",
                                       "final_eval.images=<n>"]
+
+
+def test_a_committee_of_agents_with_different_states_keeps_the_best_on_reward_val_and_refines_it(
+        searched, tmp_path: Path) -> None:
+    """agent_run=[a, b]: each agent plays with its own observation layout; the winner is what it alone would give."""
+    run_dir, ckpt = searched
+    with initialize_config_module(config_module="amc.conf", version_base="1.3"):
+        cfg = compose(config_name="search", overrides=[*SEARCH, f"checkpoint={ckpt}", "seed=1",
+                                                       "env.state_extras=[kind,scale,budget_left]"])
+    search_run(cfg, tmp_path / "extras")
+    agents = [run_dir, tmp_path / "extras"]
+    target = _checkpoint(tmp_path / "r32.safetensors", "resnet32")
+    committee = f"agent_run=[{agents[0]},{agents[1]}]"
+    row = apply_run(_apply_cfg(f"checkpoint={target}", committee, "protocol.target=0.4", "compare_with=[]"),
+                    tmp_path / "both")
+    rows = _episodes(tmp_path / "both")
+    assert [r["agent_run"] for r in rows] == [str(a) for a in agents] and row["episodes"] == 2
+    assert [a["reward"] for a in row["agents"]] == [r["reward"] for r in rows]
+    winner = max(range(2), key=lambda i: (rows[i]["reward"], -i))
+    assert row["chosen_agent"] == str(agents[winner]) and row["best_reward"] == rows[winner]["reward"]
+    assert row["zero_shot_reward"] == rows[winner]["reward"] and row["macs_ratio"] <= 0.4 + 1e-9
+    for agent, played in zip(agents, rows):  # each agent's episode is the one it plays alone
+        alone = apply_run(_apply_cfg(f"checkpoint={target}", f"agent_run={agent}", "protocol.target=0.4",
+                                     "compare_with=[]"), tmp_path / f"alone_{agent.name}")
+        assert alone["channels"] == played["channels"]
+    apply_run(_apply_cfg(f"checkpoint={target}", committee, "protocol.target=0.4", "compare_with=[]",
+                         "refine_episodes=2"), tmp_path / "refined")
+    fields = json.loads((tmp_path / "refined" / "actor.json").read_text())["observation"]["fields"]
+    expected = json.loads((agents[winner] / "actor.json").read_text())["observation"]["fields"]
+    assert fields == expected and len(_episodes(tmp_path / "refined")) == 4  # the winner refined, in its layout
+
+
+@pytest.mark.parametrize("committee, message", [
+    ("[{run},{run}]", "more than once"),
+    ("[]", "exactly one of"),
+])
+def test_bad_committees_are_refused_before_any_work(searched, tmp_path: Path, committee: str, message: str) -> None:
+    run_dir, ckpt = searched
+    with pytest.raises(ValueError, match=message):
+        apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run={committee.format(run=run_dir)}"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_committee_trained_at_different_targets_needs_protocol_target(searched, tmp_path: Path) -> None:
+    run_dir, ckpt = searched
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    settings = json.loads((other / "settings.json").read_text())
+    settings["protocol"]["target"] = 0.7
+    (other / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=r"different targets .*set protocol.target"):
+        apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run=[{run_dir},{other}]"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -87,8 +87,10 @@ def test_unreachable_range_and_range_without_budget_are_refused(net: PrunableNet
     with pytest.raises(ValueError, match="0 < lo < hi"):
         _env(net, target_range=(0.6, 0.4))
     data = synthetic(train_size=64, test_size=16, reward_val_size=32)
-    with pytest.raises(ValueError, match="need a resource budget"):
+    with pytest.raises(ValueError, match="budget_in_state needs a resource budget"):
         ChannelPruningEnv(net, PruningEngine(net), data, budget_in_state=True)
+    with pytest.raises(ValueError, match="target_range needs a resource budget"):
+        ChannelPruningEnv(net, PruningEngine(net), data, target_range=(0.4, 0.6))
 
 
 @pytest.fixture(scope="module")

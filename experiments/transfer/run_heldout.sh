@@ -5,6 +5,8 @@
 #   at 0.5: each zoo agent refined for 10 and 25 episodes, against random search with 10 and 25 episodes (the
 #   400-episode searches are the committed <net>_fmnist_macs50 results).
 # Usage: experiments/transfer/run_heldout.sh <out root> "<variants>" "<seeds>"   (agents from run_zoo_agents.sh)
+#   variant "committee": the agents of every state in COMMITTEE (default "scale all amc") with that seed, one
+#   agent_run=[...]: each plays one episode, the best on reward-val is kept (and refined)
 # Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides.
 set -euo pipefail
 out=$1 variants=$2 seeds=$3
@@ -16,6 +18,15 @@ R20_AGENT=${R20_AGENT:-experiments/results/resnet20_fmnist_conditioned/train_e80
 # BN-recalibrated re-evaluation is skipped and latency timed briefly: the table compares accuracies
 common="env.round_to=1 env.bn_recalibration_batches=0 progress=false"
 common="$common final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
+agents() {  # agents <variant> <seed>: the agent_run value
+  if [ "$1" = committee ]; then
+    local list=""
+    for v in ${COMMITTEE:-scale all amc}; do list="$list,$out/agents/$v/s$2"; done
+    echo "[${list#,}]"
+  else
+    echo "$out/agents/$1/s$2"
+  fi
+}
 run() {  # run <dir> <module> <args...>
   local dir=$1 module=$2; shift 2
   [ -f "$dir/comparison.md" ] && return 0
@@ -33,7 +44,7 @@ for net in ${NETS:-resnet56 mobilenet_v2}; do
     run "$h/resnet20_agent" amc.apply checkpoint=$ck agent_run=$R20_AGENT protocol.target=$t compare_with=[]
     for v in $variants; do
       for s in $seeds; do
-        run "$h/zero_shot_${v}_s$s" amc.apply checkpoint=$ck agent_run=$out/agents/$v/s$s protocol.target=$t \
+        run "$h/zero_shot_${v}_s$s" amc.apply checkpoint=$ck "agent_run=$(agents $v $s)" protocol.target=$t \
           compare_with=[] seed=$s
       done
     done
@@ -44,7 +55,7 @@ for net in ${NETS:-resnet56 mobilenet_v2}; do
       run "$h/random${n}_s$s" amc.search checkpoint=$ck method=random episodes=$n protocol.target=0.5 \
         compare_with=[] seed=$s
       for v in $variants; do
-        run "$h/refine${n}_${v}_s$s" amc.apply checkpoint=$ck agent_run=$out/agents/$v/s$s protocol.target=0.5 \
+        run "$h/refine${n}_${v}_s$s" amc.apply checkpoint=$ck "agent_run=$(agents $v $s)" protocol.target=0.5 \
           refine_episodes=$n compare_with=[] seed=$s
       done
     done
