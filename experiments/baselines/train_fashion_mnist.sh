@@ -19,8 +19,10 @@ declare -A ARGS=(
   [resnet20_w24]="model=resnet20 +model.width=24 train.epochs=15"
   [mobilenet_v1]="model=mobilenet_v1 +model.width_mult=0.5 train.epochs=12"
   [vgg16]="model=vgg16 +model.width_mult=0.5 train.epochs=10"
+  # a second inverted-residual network to train on (another width than the held-out MobileNet-V2 0.5)
+  [mobilenet_v2_w035]="model=mobilenet_v2 model.width_mult=0.35 train.epochs=6"
 )
-ORDER="resnet20 resnet56 mobilenet_v2 plain20 resnet20_w8 resnet32 mobilenet_v1 resnet20_w24 vgg16"
+ORDER="resnet20 resnet56 mobilenet_v2 plain20 resnet20_w8 resnet32 mobilenet_v1 resnet20_w24 vgg16 mobilenet_v2_w035"
 for name in ${@:-$ORDER}; do
   d=$out/$name
   [ -f "$d/model.safetensors" ] && continue

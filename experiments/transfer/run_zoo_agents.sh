@@ -4,6 +4,8 @@
 #   amc    AMC's 11 fields + the episode's target
 #   scale  + kind and absolute sizes (envs/state_fields.py)
 #   all    + kind, scale, macs_share, stage, budget_left
+#   <state>_mnv2: that state, trained on an eighth network too, a second inverted-residual one (MobileNet-V2 width
+#   0.35; the held-out MobileNet-V2 is width 0.5), 960 episodes (120 per network, as the others)
 # Usage: experiments/transfer/run_zoo_agents.sh <out root> "<variants>" "<seeds>"
 #   e.g. experiments/transfer/run_zoo_agents.sh experiments/results/transfer_zoo "amc all" "0 1 2"
 # Resumable: a finished run (comparison.md) is skipped, an interrupted one resumed (resume=<dir>). EXTRA adds overrides.
@@ -26,9 +28,11 @@ for v in $variants; do
     extra=""; [ -f "$d/settings.json" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== zoo agent, state $v, seed $s -> $d"
-    $PY -m amc.search experiment=resnet20_macs50 "env.networks=$networks" env.network_order=round_robin \
-      'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[$v]}" \
-      agent.sigma_decay=0.99 episodes=${EPISODES:-840} 'compare_with=[]' seed=$s progress=false env.round_to=1 \
+    nets=$networks episodes=${EPISODES:-840}
+    if [[ $v == *_mnv2 ]]; then nets="${networks%]},$B/mobilenet_v2_w035/model.safetensors]" episodes=${EPISODES:-960}; fi
+    $PY -m amc.search experiment=resnet20_macs50 "env.networks=$nets" env.network_order=round_robin \
+      'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[${v%_mnv2}]}" \
+      agent.sigma_decay=0.99 episodes=$episodes 'compare_with=[]' seed=$s progress=false env.round_to=1 \
       env.bn_recalibration_batches=0 final_eval.bn_recalibration_batches=0 \
       calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
       hydra.run.dir=$d $extra ${EXTRA:-} >> "$d.log" 2>&1 \
