@@ -26,7 +26,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from stable_baselines3.common.callbacks import CallbackList
 
 from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_policy_weights, make_agent
@@ -163,7 +163,7 @@ def source_text(cfg: DictConfig, source: str) -> str:
     """The source as given: a path, a policy name, or a committee's paths (``[a, b]``)."""
     if source == "agent_run":
         dirs = agent_dirs(cfg.agent_run)
-        return str(dirs[0]) if len(dirs) == 1 and not OmegaConf.is_list(cfg.agent_run) else f"[{', '.join(map(str, dirs))}]"
+        return str(dirs[0]) if len(dirs) == 1 and isinstance(cfg.agent_run, str) else f"[{', '.join(map(str, dirs))}]"
     return str(cfg.get(source))
 
 

@@ -245,3 +245,16 @@ def test_a_committee_trained_at_different_targets_needs_protocol_target(searched
     with pytest.raises(ValueError, match=r"different targets .*set protocol.target"):
         apply_run(_apply_cfg(f"checkpoint={ckpt}", f"agent_run=[{run_dir},{other}]"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_committee_can_be_named_by_a_glob_of_run_dirs(searched, tmp_path: Path) -> None:
+    from amc.cli.agent_runs import agent_dirs
+
+    run_dir, _ = searched
+    for name in ("b/s1", "a/s0", "a/s1"):
+        shutil.copytree(run_dir, tmp_path / name)
+    (tmp_path / "a" / "s2").mkdir()  # no actor: not an agent
+    assert agent_dirs(f"{tmp_path}/*/s?") == [tmp_path / "a/s0", tmp_path / "a/s1", tmp_path / "b/s1"]
+    assert agent_dirs(str(run_dir)) == [run_dir]
+    with pytest.raises(ValueError, match=r"agent_run=.*/c\*: the pattern matches no run dir"):
+        agent_dirs(f"{tmp_path}/c*")

@@ -23,6 +23,7 @@ def test_method_names_of_the_run_dirs() -> None:
     assert ht.method_of("refine10_amc_s0") == "zoo agent (amc) + 10 episodes"
     assert ht.method_of("random25_s1") == "random search, 25 episodes"
     assert ht.method_of("uniform") == "uniform" and ht.method_of("uniform.incomplete.123") is None
+    assert ht.method_of("refine10_best3_s1") == f"zoo agent ({ht.COMMITTEES['best3']}) + 10 episodes"
 
 
 def test_table_averages_finished_seeds_and_gives_the_gap_to_uniform(tmp_path: Path) -> None:

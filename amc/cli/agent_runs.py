@@ -6,6 +6,7 @@ different states can sit in one committee; each plays one deterministic episode 
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 from collections.abc import Sequence
@@ -41,10 +42,16 @@ class AgentLayout:
 
 
 def agent_dirs(value: Any) -> list[Path]:
-    """``agent_run`` as a list of run dirs: one (a path) or a committee (a list of paths, no repeats)."""
-    if isinstance(value, (str, Path)):
+    """``agent_run`` as a list of run dirs: one (a path), or a committee: a list of paths or a glob pattern
+    (``runs/*/s?``: the matching dirs that hold an ``actor.json``, sorted), no repeats."""
+    if isinstance(value, (str, Path)) and not glob.has_magic(str(value)):
         return [Path(str(value))]
-    items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else list(value)
+    if isinstance(value, (str, Path)):
+        items: list[Any] = sorted(p for p in glob.glob(str(value)) if (Path(p) / "actor.json").is_file())
+        if not items:
+            raise ValueError(f"agent_run={value}: the pattern matches no run dir with an actor.json")
+    else:
+        items = OmegaConf.to_container(value) if OmegaConf.is_list(value) else list(value)
     dirs = [Path(str(v)) for v in items]
     repeated = sorted({str(d) for d in dirs if dirs.count(d) > 1})
     if not dirs or repeated:

@@ -4,6 +4,7 @@ One row per (network, budget, method): test and reward-val accuracy (mean ± std
 spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
 (``--scratch <net>=<folder with seed*/>``, at MACs 0.5). ``--summary`` adds, per state, the figures of the issue's
 goal at MACs 0.5: zero-shot minus uniform, each seed, and the 10-episode refinement minus the 400-episode search.
+Committees (``best3``, ``best9``: several agents, the best on reward-val kept) are named by what they hold.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from experiments.transfer.table import fmt_mean_std
 FIXED = {"uniform": "uniform", "deep": "deep", "resnet20_agent": "ResNet-20 agent (every budget), zero-shot"}
 ZERO_SHOT, REFINE = "zoo agent ({v}), zero-shot", "zoo agent ({v}) + {n} episodes"
 SCRATCH = "AMC searched on this network, 400 episodes"
+# committees of run_heldout.sh (agent_run=[...], the best on reward-val kept): how the table names them
+COMMITTEES = {"best3": "best of 3 on reward-val: one seed's scale, all, amc",
+              "best9": "best of 9 on reward-val: scale, all, amc x 3 seeds"}
 SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", ZERO_SHOT),
           (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", REFINE),
           (r"random(?P<n>\d+)_s\d+", "random search, {n} episodes")]
@@ -31,7 +35,10 @@ def method_of(name: str) -> str | None:
     for pattern, label in SEEDED:
         m = re.fullmatch(pattern, name)
         if m:
-            return label.format(**m.groupdict())
+            groups = m.groupdict()
+            if "v" in groups:
+                groups["v"] = COMMITTEES.get(groups["v"], groups["v"])
+            return label.format(**groups)
     return None
 
 

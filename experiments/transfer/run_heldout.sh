@@ -5,8 +5,10 @@
 #   at 0.5: each zoo agent refined for 10 and 25 episodes, against random search with 10 and 25 episodes (the
 #   400-episode searches are the committed <net>_fmnist_macs50 results).
 # Usage: experiments/transfer/run_heldout.sh <out root> "<variants>" "<seeds>"   (agents from run_zoo_agents.sh)
-#   variant "committee": the agents of every state in COMMITTEE (default "scale all amc") with that seed, one
-#   agent_run=[...]: each plays one episode, the best on reward-val is kept (and refined)
+#   committees (agent_run=[...]: each agent plays one episode, the best on reward-val is kept, and refined):
+#   variant "best3": the agents of the states in COMMITTEE (default "scale all amc") with that seed;
+#   variant "best9": those states' agents of every seed in COMMITTEE_SEEDS (default "0 1 2"), whatever the seed (its
+#   zero-shot runs are deterministic, so only the first seed's are made; the refinements take each seed)
 # Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides.
 set -euo pipefail
 out=$1 variants=$2 seeds=$3
@@ -19,9 +21,11 @@ R20_AGENT=${R20_AGENT:-experiments/results/resnet20_fmnist_conditioned/train_e80
 common="env.round_to=1 env.bn_recalibration_batches=0 progress=false"
 common="$common final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
 agents() {  # agents <variant> <seed>: the agent_run value
-  if [ "$1" = committee ]; then
-    local list=""
-    for v in ${COMMITTEE:-scale all amc}; do list="$list,$out/agents/$v/s$2"; done
+  local list="" v s
+  if [ "$1" = best3 ] || [ "$1" = best9 ]; then
+    for s in $([ "$1" = best3 ] && echo "$2" || echo "${COMMITTEE_SEEDS:-0 1 2}"); do
+      for v in ${COMMITTEE:-scale all amc}; do list="$list,$out/agents/$v/s$s"; done
+    done
     echo "[${list#,}]"
   else
     echo "$out/agents/$1/s$2"
@@ -44,6 +48,7 @@ for net in ${NETS:-resnet56 mobilenet_v2}; do
     run "$h/resnet20_agent" amc.apply checkpoint=$ck agent_run=$R20_AGENT protocol.target=$t compare_with=[]
     for v in $variants; do
       for s in $seeds; do
+        [ "$v" = best9 ] && [ "$s" != "${seeds%% *}" ] && continue  # deterministic: the first seed's run stands
         run "$h/zero_shot_${v}_s$s" amc.apply checkpoint=$ck "agent_run=$(agents $v $s)" protocol.target=$t \
           compare_with=[] seed=$s
       done
