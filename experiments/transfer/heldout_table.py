@@ -22,6 +22,7 @@ ZERO_SHOT, REFINE = "zoo agent ({v}), zero-shot", "zoo agent ({v}) + {n} episode
 SCRATCH = "AMC searched on this network, 400 episodes"
 # committees of run_heldout.sh (agent_run=[...], the best on reward-val kept): how the table names them
 COMMITTEES = {"best3": "best of 3 on reward-val: one seed's scale, all, amc",
+              "best4": "best of 4 on reward-val: one seed's scale, all, amc, scale_mnv2",
               "best9": "best of 9 on reward-val: scale, all, amc x 3 seeds"}
 SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", ZERO_SHOT),
           (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", REFINE),
