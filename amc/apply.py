@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import CallbackList
 from amc.agents import EpisodeLogCallback, SaveAgentCallback, load_policy_weights, make_agent
 from amc.artifacts.plan import PlanError, PruningPlan, check_plan_structure
 from amc.cli import PreflightCallback, user_errors
-from amc.cli.agent_runs import AGENT_KEY, agent_dirs, agents_target, check_agent, play_agents
+from amc.cli.agent_runs import AGENT_KEY, AgentLayout, agent_dirs, agents_target, check_agent, play_agents, use_layout
 from amc.cli.checks import check_common, check_workers, recorded_settings
 from amc.cli.compare import compare_and_report, evaluate_original
 from amc.cli.methods import evaluate_best, run_policy
@@ -63,8 +63,7 @@ def preflight(cfg: DictConfig, run_dir: Path) -> Path:
     source = source_of(cfg)
     if source == "agent_run":
         layouts = [check_agent(d, cfg) for d in agent_dirs(cfg.agent_run)]
-        with open_dict(cfg):  # the (first) agent's observation layout decides; a committee's others are set in turn
-            cfg.env.budget_in_state, cfg.env.state_extras = layouts[0].budget_in_state, list(layouts[0].state_extras)
+        use_layout(cfg, layouts[0])  # the (first) agent's observation layout decides; a committee's others in turn
     elif source == "plan" and not Path(str(cfg.plan)).is_file():
         raise FileNotFoundError(f"plan={cfg.plan} is not a file")
     elif source == "policy" and cfg.policy not in POLICIES:
@@ -116,16 +115,15 @@ class Preflight(PreflightCallback):
 
 
 # -- the three sources ----------------------------------------------------------------------------------------------
-def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, agent_dir: Path) -> None:
-    """Continue training the agent of ``agent_dir`` (of ``cfg.agent_run``) on this network for ``refine_episodes``
-    episodes (on ``env.n_envs`` workers when there are several).
+def refine_agent(cfg: DictConfig, setup: Setup, run_dir: Path, episode_log: EpisodeLog, agent_dir: Path,
+                 layout: AgentLayout) -> None:
+    """Continue training the agent of ``agent_dir`` (of ``cfg.agent_run``, observing with ``layout``: the env's now)
+    on this network for ``refine_episodes`` episodes (on ``env.n_envs`` workers when there are several).
 
     The policy and critic come from the agent run's pickle-free ``resume/policy.safetensors``; the agent settings
     from its recorded config (plain data; ``algo`` is looked up in a fixed table). No warm-up, noise ``refine_sigma``.
     """
-    layout = check_agent(agent_dir, cfg)
-    with open_dict(cfg):  # a spawned worker rebuilds its env from the config: with this agent's layout
-        cfg.env.budget_in_state, cfg.env.state_extras = layout.budget_in_state, list(layout.state_extras)
+    use_layout(cfg, layout)  # a spawned worker rebuilds its env from the config: with this agent's layout
     with agent_env(cfg, setup, run_dir) as env:
         _refine(cfg, setup, run_dir, episode_log, env, agent_dir)
 
@@ -205,9 +203,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     with clock.stage(f"the policy ({source})"):
         if source == "agent_run":
             agents = {d: check_agent(d, cfg) for d in agent_dirs(cfg.agent_run)}
-            winner = play_agents(setup, episode_log, agents, seed=cfg.seed)  # zero-shot
+            winner, played = play_agents(setup, episode_log, agents, seed=cfg.seed)  # zero-shot
             if cfg.refine_episodes:
-                refine_agent(cfg, setup, output_dir, episode_log, winner)
+                refine_agent(cfg, setup, output_dir, episode_log, winner, agents[winner])
         elif source == "plan":
             episode_log.record(run_plan(cfg, setup))
         else:
@@ -215,13 +213,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         episode_log.close()
     with clock.stage(final_eval_stage(cfg)):
         row, model = evaluate_best(cfg, setup, output_dir, episode_log)
-    rows = [json.loads(line) for line in (output_dir / "episodes.jsonl").read_text().splitlines()]
-    played = len(agents) if source == "agent_run" else 1
+    if source != "agent_run":
+        played = [json.loads((output_dir / "episodes.jsonl").read_text().splitlines()[0])]
     row.update(source=source.removesuffix("_run"), source_path=source_text(cfg, source), episodes=episode_log.episode,
-               zero_shot_reward=max(r["reward"] for r in rows[:played]))
+               zero_shot_reward=max(r["reward"] for r in played))
     if source == "agent_run":
-        row["agents"] = [{"agent_run": r[AGENT_KEY], "reward": r["reward"], "accuracy": r["accuracy"]}
-                         for r in rows[:played]]
+        row["agents"] = [{"agent_run": r[AGENT_KEY], "reward": r["reward"], "accuracy": r["accuracy"]} for r in played]
         row["chosen_agent"] = str(winner)
     (output_dir / "summary.json").write_text(json.dumps(row, indent=2))
     with clock.stage(f"comparison (compare_with={list(cfg.compare_with)}, latency block)"):

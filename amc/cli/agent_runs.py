@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from amc.agents import load_actor
 from amc.cli.checks import recorded_settings
@@ -105,22 +105,27 @@ def agents_target(dirs: Sequence[Path]) -> float:
     return next(iter(targets.values()))
 
 
-def play_agents(setup: Setup, episode_log: EpisodeLog, agents: dict[Path, AgentLayout], *, seed: int) -> Path:
+def use_layout(cfg: DictConfig, layout: AgentLayout) -> None:
+    """Record an agent's layout as the env's settings (what a spawned worker builds its env from)."""
+    with open_dict(cfg):
+        cfg.env.budget_in_state, cfg.env.state_extras = layout.budget_in_state, list(layout.state_extras)
+
+
+def play_agents(setup: Setup, episode_log: EpisodeLog, agents: dict[Path, AgentLayout], *,
+                seed: int) -> tuple[Path, list[dict[str, Any]]]:
     """One deterministic episode of each agent (each observing with its own layout); returns the agent of the best
-    one on reward-val (the first on a tie) and leaves the env observing with its layout."""
-    env = setup.env
-    best: tuple[float, Path] | None = None
+    one on reward-val (the first on a tie), whose layout the env keeps, and the episodes' rows (each naming its agent
+    under ``AGENT_KEY``)."""
+    env, rows = setup.env, []
     for agent_dir, layout in agents.items():
         env.set_observation(budget_in_state=layout.budget_in_state, state_extras=layout.state_extras)
         actor = load_actor(agent_dir).to(setup.device)
         row, _ = episode_log.record({**run_actor(actor, env, seed), AGENT_KEY: str(agent_dir)})
         log.info("zero-shot policy of %s: reward %.4f, accuracy %.4f", agent_dir, row["reward"], row["accuracy"])
-        if best is None or row["reward"] > best[0]:
-            best = (row["reward"], agent_dir)
-    assert best is not None
-    winner = best[1]
-    if len(agents) > 1:
-        log.info("best of %d agents on reward-val: %s (reward %.4f)", len(agents), winner, best[0])
-    layout = agents[winner]
-    env.set_observation(budget_in_state=layout.budget_in_state, state_extras=layout.state_extras)
-    return winner
+        rows.append(row)
+    best = max(rows, key=lambda r: r["reward"])  # the first of equals
+    if len(rows) > 1:
+        log.info("best of %d agents on reward-val: %s (reward %.4f)", len(rows), best[AGENT_KEY], best["reward"])
+    winner = Path(best[AGENT_KEY])
+    env.set_observation(budget_in_state=agents[winner].budget_in_state, state_extras=agents[winner].state_extras)
+    return winner, rows

@@ -4,7 +4,7 @@ One row per (network, budget, method): test and reward-val accuracy (mean ± std
 spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
 (``--scratch <net>=<folder with seed*/>``, at MACs 0.5). ``--summary`` adds, per state, the figures of the issue's
 goal at MACs 0.5: zero-shot minus uniform, each seed, and the 10-episode refinement minus the 400-episode search.
-Committees (``best3``, ``best9``: several agents, the best on reward-val kept) are named by what they hold.
+Committees (``best3``, ``best4``, ``best9``: several agents, the best on reward-val kept) are named by what they hold.
 """
 
 from __future__ import annotations
