@@ -8,10 +8,14 @@ Baselines with exact channel counts play an episode through the same path with `
 A budget-conditioned agent (one agent for every budget): ``target_range=(lo, hi)`` draws each episode's target ratio
 from the env's RNG (the wall and the reward use it) and ``budget_in_state=True`` appends it to the observation.
 ``state_extras`` adds fields that mean the same in every network (:mod:`amc.envs.state_fields`) after AMC's 11.
+``reward_baseline="uniform"`` returns the reward minus the uniform policy's at the episode's budget (evaluated once per
+budget, or at ``baseline_points`` budgets across ``target_range`` and interpolated): an agent trained across networks
+and budgets learns from what it gains over uniform, not from how prunable each network is.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,10 +35,14 @@ from amc.pruning.budget import ResourceBudget
 from amc.pruning.engine import PruningEngine
 from amc.pruning.fold import conv_bn_pairs, fold_bn
 from amc.pruning.groups import PrunableNetwork, round_channels
+from amc.pruning.heuristics import solve_heuristic
 from amc.runs.rewards import get_reward
 
 OBS_FIELDS = ("t", "n", "c", "h", "w", "stride", "kernel", "macs", "reduced", "rest", "a_prev")
 OBS_DIM = len(OBS_FIELDS)
+REWARD_BASELINES = ("none", "uniform")
+
+log = logging.getLogger(__name__)
 TARGET_FIELD = "target"  # the episode's budget (target ratio), last in the observation with budget_in_state
 
 
@@ -78,13 +86,18 @@ class ChannelPruningEnv(gym.Env):
         fold_bn: bool = False,
         channels_last: bool = False,
         state_extras: Sequence[str] = (),
+        reward_baseline: str = "none",
+        baseline_points: int = 5,
     ) -> None:
         """``early_stop_margin``: stop evaluating an episode once the upper confidence bound (``early_stop_z``) of
         its accuracy, after at least ``early_stop_min_images``, is more than the margin below the best accuracy of
         the episodes evaluated in full (None: every episode sees all ``eval_images``). ``fold_bn``: fold BatchNorm
         into the preceding conv of each evaluated copy (after any BN recalibration; exact up to float rounding).
         ``channels_last``: evaluate each copy in the channels-last memory format (faster convolutions on CPU).
-        ``state_extras``: names of :data:`~amc.envs.state_fields.STATE_EXTRAS` added to the observation."""
+        ``state_extras``: names of :data:`~amc.envs.state_fields.STATE_EXTRAS` added to the observation.
+        ``reward_baseline``: ``"uniform"`` subtracts the uniform policy's reward at the episode's budget (``info``
+        keeps the raw one as ``raw_reward``); with ``target_range`` it is evaluated at ``baseline_points`` evenly
+        spaced budgets now and interpolated, else once per budget when first needed."""
         if not 0.0 < float(lbound) <= float(rbound) <= 1.0:
             raise ValueError(f"keep-ratio bounds must satisfy 0 < lbound <= rbound <= 1, got lbound={lbound}, rbound={rbound}")
         if engine.net is not net:
@@ -108,6 +121,13 @@ class ChannelPruningEnv(gym.Env):
                 raise ValueError("early stopping compares accuracies across episodes, which a per-episode target "
                                  "(target_range) makes incomparable")
             EarlyStop(0.0, early_stop_z, early_stop_min_images)  # validates z and min_images
+        if reward_baseline not in REWARD_BASELINES:
+            raise ValueError(f"unknown reward_baseline {reward_baseline!r}; expected one of {REWARD_BASELINES}")
+        if reward_baseline != "none" and budget is None:
+            raise ValueError(f"reward_baseline={reward_baseline!r} needs a resource budget (protocol=macs, params or "
+                             "latency): the accuracy-guaranteed protocol has no budget to prune uniformly to")
+        if target_range is not None and reward_baseline != "none" and int(baseline_points) < 2:
+            raise ValueError(f"baseline_points must be >= 2 to interpolate across target_range, got {baseline_points}")
         data.split(eval_split)  # validates the split name
         self.reward_fn = get_reward(reward)
         self.net, self.engine, self.data = net, engine, data
@@ -151,6 +171,12 @@ class ChannelPruningEnv(gym.Env):
             self._rest[t] = sum(net.costs[n].macs for n in later if n in net.costs) / net.original_macs
         self._full = [g.channels for g in groups]
         self._reset_state()
+        self.reward_baseline = reward_baseline
+        self._baselines: dict[float, float] = {}  # budget target ratio -> the uniform policy's reward there
+        self._baseline_grid: dict[float, float] = {}  # the same across target_range, interpolated between
+        if reward_baseline != "none" and self.target_range is not None:
+            self._baseline_grid = {float(t): self._uniform_reward(float(t))
+                                   for t in np.linspace(*self.target_range, int(baseline_points))}
 
     def set_observation(self, *, budget_in_state: bool = False, state_extras: Sequence[str] = ()) -> None:
         """Observe with this layout from the next observation on (``amc.apply`` with several agents, each trained
@@ -280,28 +306,62 @@ class ChannelPruningEnv(gym.Env):
         removable = full - least
         return 0.0 if removable <= 0 else float(np.clip((full - self.budget.target_ratio) / removable, 0.0, 1.0))
 
-    def _finish(self) -> tuple[float, dict[str, Any]]:
-        result = self.engine.prune_counts(self._counts)  # the counts as decided: no ratio round trip
+    def baseline_reward(self, target: float) -> float:
+        """The uniform policy's reward at budget ``target``: interpolated between the budgets evaluated at construction
+        while ``target_range`` draws the budgets, else evaluated once per budget."""
+        if self.target_range is not None and self._baseline_grid:
+            targets = sorted(self._baseline_grid)
+            return float(np.interp(target, targets, [self._baseline_grid[t] for t in targets]))
+        if target not in self._baselines:
+            self._baselines[target] = self._uniform_reward(target)
+        return self._baselines[target]
+
+    def _uniform_reward(self, target: float) -> float:
+        """Evaluate the uniform policy at budget ``target`` like an episode (its weakest member within the budget, the
+        rounding left filled as the wall fills an episode's)."""
+        assert self._fixed_budget is not None
+        budget = self._fixed_budget.with_target(target)
+        policy = solve_heuristic(self.net, "uniform", cost=budget.cost, limit=budget.limit, lbound=self.lbound,
+                                 rbound=self.rbound, fill=True)
+        start = time.perf_counter()
+        result, accuracy, _, _ = self._evaluate(policy.counts, stop=None)
+        log.info("reward baseline: uniform at %.3f of the %s, accuracy %.4f (%.1f s)", target, budget.resource,
+                 accuracy, time.perf_counter() - start)
+        return float(self.reward_fn(accuracy, result.macs, result.params))
+
+    def _evaluate(self, counts: Sequence[int], stop: EarlyStop | None) -> tuple[Any, float, int, float]:
+        """Prune a copy to ``counts`` and evaluate it on the reward split: (prune result, accuracy, images seen,
+        seconds of the evaluation)."""
+        result = self.engine.prune_counts(counts)  # the counts as decided: no ratio round trip
         start = time.perf_counter()
         if self.fold_pairs:
             fold_bn(result.model, self.fold_pairs)  # this copy is only evaluated
         if self.channels_last:
             result.model.to(memory_format=torch.channels_last)
-        stop = None
-        if self.early_stop_margin is not None and self.best_accuracy is not None:
-            stop = EarlyStop(self.best_accuracy - self.early_stop_margin, self.early_stop_z, self.early_stop_min_images)
         accuracy, seen = evaluate_accuracy_adaptive(result.model, self.data, split=self.eval_split,
                                                     limit=self.eval_images, batch_size=self.eval_batch_size,
                                                     device=self.device, stop=stop)
+        return result, accuracy, seen, time.perf_counter() - start
+
+    def _finish(self) -> tuple[float, dict[str, Any]]:
+        stop = None
+        if self.early_stop_margin is not None and self.best_accuracy is not None:
+            stop = EarlyStop(self.best_accuracy - self.early_stop_margin, self.early_stop_z, self.early_stop_min_images)
+        result, accuracy, seen, evaluate_seconds = self._evaluate(self._counts, stop)
         full = self._eval_total
         if seen == full and (self.best_accuracy is None or accuracy > self.best_accuracy):
             self.best_accuracy = accuracy
-        seconds = {**result.seconds, "evaluate": time.perf_counter() - start}
+        seconds = {**result.seconds, "evaluate": evaluate_seconds}
         reward = float(self.reward_fn(accuracy, result.macs, result.params))
+        raw_reward = reward
+        if self.reward_baseline != "none":
+            assert self.budget is not None
+            reward -= self.baseline_reward(self.budget.target_ratio)
         info: dict[str, Any] = {
             "episode_end": True,
             "accuracy": accuracy,
             "reward": reward,
+            **({"raw_reward": raw_reward} if self.reward_baseline != "none" else {}),
             "macs": result.macs,
             "params": result.params,
             "macs_ratio": result.macs / self.net.original_macs,

@@ -64,7 +64,9 @@ def build_setup(cfg: DictConfig, run_dir: Path) -> Setup:
                             early_stop_z=OmegaConf.select(e, "early_stop.z", default=3.0),
                             early_stop_min_images=OmegaConf.select(e, "early_stop.min_images", default=500),
                             target_range=None if p.get("target_range") is None else tuple(p.target_range),
-                            fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)))
+                            fold_bn=bool(e.get("fold_bn", False)), channels_last=bool(e.get("channels_last", False)),
+                            reward_baseline=str(e.get("reward_baseline", "none")),
+                            baseline_points=int(e.get("baseline_points", 5)))
     engine.bn_channels_last = env.channels_last  # the env checked that this model runs channels-last
     base_info = {**spec, "checksum": checksum, "checkpoint": str(cfg.checkpoint)}
     return Setup(data, net, engine, env, budget, table, base_info, device)

@@ -20,7 +20,8 @@ RESULT_NEUTRAL = frozenset({"env.graph_time_limit", "env.release_memory", "env.s
 ADDED_DEFAULTS = {"env.budget_in_state": False, "protocol.target_range": None, "model": None,
                   "env.early_stop.margin": None, "env.early_stop.z": 3.0, "env.early_stop.min_images": 500,
                   "env.n_envs": 1, "sensitivity.points": 8, "eagleeye.bn_batches": 20, "env.networks": [],
-                  "env.network_order": "random", "env.state_extras": []}
+                  "env.network_order": "random", "env.state_extras": [], "env.reward_baseline": "none",
+                  "env.baseline_points": 5}
 BUDGETED = ("amc", "random", "eagleeye")  # the methods that run `episodes` episodes; the others run one
 
 

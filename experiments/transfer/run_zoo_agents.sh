@@ -6,6 +6,8 @@
 #   all    + kind, scale, macs_share, stage, budget_left
 #   <state>_mnv2: that state, trained on an eighth network too, a second inverted-residual one (MobileNet-V2 width
 #   0.35; the held-out MobileNet-V2 is width 0.5), 960 episodes (120 per network, as the others)
+#   <variant>_rel: that variant learning from its reward minus uniform's at the episode's budget on the episode's
+#   network (env.reward_baseline=uniform): what a policy gains over uniform, not how prunable each network is
 # Usage: experiments/transfer/run_zoo_agents.sh <out root> "<variants>" "<seeds>"
 #   e.g. experiments/transfer/run_zoo_agents.sh experiments/results/transfer_zoo "amc all" "0 1 2"
 # Resumable: a finished run (comparison.md) is skipped, an interrupted one resumed (resume=<dir>). EXTRA adds overrides.
@@ -28,10 +30,13 @@ for v in $variants; do
     extra=""; [ -f "$d/settings.json" ] && extra="resume=$d"
     mkdir -p "$(dirname "$d")"
     echo "== zoo agent, state $v, seed $s -> $d"
-    nets=$networks episodes=${EPISODES:-840}
-    if [[ $v == *_mnv2 ]]; then nets="${networks%]},$B/mobilenet_v2_w035/model.safetensors]" episodes=${EPISODES:-960}; fi
+    nets=$networks episodes=${EPISODES:-840} state=$v rel=""
+    if [[ $state == *_rel ]]; then state=${state%_rel} rel=env.reward_baseline=uniform; fi
+    if [[ $state == *_mnv2 ]]; then
+      state=${state%_mnv2} nets="${networks%]},$B/mobilenet_v2_w035/model.safetensors]" episodes=${EPISODES:-960}
+    fi
     $PY -m amc.search experiment=resnet20_macs50 "env.networks=$nets" env.network_order=round_robin \
-      'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[${v%_mnv2}]}" \
+      'protocol.target_range=[0.3,0.7]' env.budget_in_state=true "env.state_extras=${EXTRAS[$state]}" $rel \
       agent.sigma_decay=0.99 episodes=$episodes 'compare_with=[]' seed=$s progress=false env.round_to=1 \
       env.bn_recalibration_batches=0 final_eval.bn_recalibration_batches=0 \
       calibration_cache_dir=${CALIBRATION_CACHE:-outputs/calibration} \
