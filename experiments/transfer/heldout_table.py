@@ -4,7 +4,7 @@ One row per (network, budget, method): test and reward-val accuracy (mean ± std
 spent on that network, and the gap to uniform. The 400-episode searches come from committed results when given
 (``--scratch <net>=<folder with seed*/>``, at MACs 0.5). ``--summary`` adds, per state, the figures of the issue's
 goal at MACs 0.5: zero-shot minus uniform, each seed, and the 10-episode refinement minus the 400-episode search.
-Committees (``best3``, ``best4``, ``best9``: several agents, the best on reward-val kept) are named by what they hold.
+Committees (``best3``, ``best4``, ``best5``, ``best9``: several agents, the best on reward-val kept) are named by what they hold.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ SCRATCH = "AMC searched on this network, 400 episodes"
 # committees of run_heldout.sh (agent_run=[...], the best on reward-val kept): how the table names them
 COMMITTEES = {"best3": "best of 3 on reward-val: one seed's scale, all, amc",
               "best4": "best of 4 on reward-val: one seed's scale, all, amc, scale_mnv2",
+              "best5": "best of 5 on reward-val: one seed's scale, all, amc, scale_mnv2, scale_mnv2_rel",
               "best9": "best of 9 on reward-val: scale, all, amc x 3 seeds"}
 SEEDED = [(r"zero_shot_(?P<v>\w+)_s\d+", ZERO_SHOT),
           (r"refine(?P<n>\d+)_(?P<v>\w+)_s\d+", REFINE),

@@ -7,7 +7,7 @@
 # Usage: experiments/transfer/run_heldout.sh <out root> "<variants>" "<seeds>"   (agents from run_zoo_agents.sh)
 #   committees (agent_run=[...]: each agent plays one episode, the best on reward-val is kept, and refined):
 #   variant "best3": the agents of the states in COMMITTEE (default "scale all amc") with that seed; "best4": the
-#   same with scale_mnv2 too;
+#   same with scale_mnv2 too; "best5": with scale_mnv2 and scale_mnv2_rel;
 #   variant "best9": those states' agents of every seed in COMMITTEE_SEEDS (default "0 1 2"), whatever the seed (its
 #   zero-shot runs are deterministic, so only the first seed's are made; the refinements take each seed)
 # Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides.
@@ -23,9 +23,10 @@ common="env.round_to=1 env.bn_recalibration_batches=0 progress=false"
 common="$common final_eval.bn_recalibration_batches=0 final_eval.latency_repeats=5"
 agents() {  # agents <variant> <seed>: the agent_run value
   local list="" v s
-  if [ "$1" = best3 ] || [ "$1" = best4 ] || [ "$1" = best9 ]; then
+  if [ "$1" = best3 ] || [ "$1" = best4 ] || [ "$1" = best5 ] || [ "$1" = best9 ]; then
     local states=${COMMITTEE:-scale all amc}
     [ "$1" = best4 ] && states="$states scale_mnv2"
+    [ "$1" = best5 ] && states="$states scale_mnv2 scale_mnv2_rel"
     for s in $([ "$1" = best9 ] && echo "${COMMITTEE_SEEDS:-0 1 2}" || echo "$2"); do
       for v in $states; do list="$list,$out/agents/$v/s$s"; done
     done
