@@ -117,3 +117,17 @@ def test_networks_are_named_by_model_and_arguments() -> None:
     assert network_name(setup("amc.models.resnet20", width=8), {"resnet20"}) == "resnet20_width8"
     assert network_name(setup("resnet20"), {"resnet20", "resnet20#2"}) == "resnet20#3"
     assert network_name(setup("mobilenet_v1", width_mult=0.5), set()) == "mobilenet_v1_width_mult0.5"
+
+
+def test_a_reward_relative_to_uniform_is_taken_per_network(tmp_path: Path) -> None:
+    """env.reward_baseline=uniform: each row keeps its raw reward, and its reward is the raw one minus one constant
+    per network (that network's uniform policy at the budget)."""
+    resnet20, plain20 = _checkpoint(tmp_path / "r20.safetensors", "resnet20"), _checkpoint(tmp_path / "p20.safetensors", "plain20")
+    run_dir = tmp_path / "run"
+    search_run(_compose("search", *SMALL, f"checkpoint={resnet20}", f"env.networks=[{plain20}]", "episodes=4",
+                        "env.network_order=round_robin", "env.reward_baseline=uniform"), run_dir)
+    rows = [json.loads(x) for x in (run_dir / "episodes.jsonl").read_text().splitlines()]
+    offsets = {net: {round(r["raw_reward"] - r["reward"], 9) for r in rows if r["network"] == net}
+               for net in ("resnet20", "plain20")}
+    assert all(len(v) == 1 and next(iter(v)) > 0 for v in offsets.values())
+    assert all(r["raw_reward"] == r["accuracy"] for r in rows)
