@@ -10,7 +10,8 @@
 #   same with scale_mnv2 too; "best5": with scale_mnv2 and scale_mnv2_rel;
 #   variant "best9": those states' agents of every seed in COMMITTEE_SEEDS (default "0 1 2"), whatever the seed (its
 #   zero-shot runs are deterministic, so only the first seed's are made; the refinements take each seed)
-# Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides.
+# Resumable: a finished run (comparison.md) is skipped; an unfinished one is moved aside and redone. EXTRA adds overrides;
+# NETS, TARGETS and REFINE (default "10 25") choose the networks, zero-shot budgets and refinement episodes.
 set -euo pipefail
 out=$1 variants=$2 seeds=$3
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -59,7 +60,7 @@ for net in ${NETS:-resnet56 mobilenet_v2}; do
     done
   done
   h=$out/heldout/$net/t0.5
-  for n in 10 25; do
+  for n in ${REFINE:-10 25}; do
     for s in $seeds; do
       run "$h/random${n}_s$s" amc.search checkpoint=$ck method=random episodes=$n protocol.target=0.5 \
         compare_with=[] seed=$s
