@@ -117,7 +117,8 @@ def plot_reward_curve(run_dir: str | Path, out: str | Path | None = None, window
     warmup = warmup_end(run_dir)
     if warmup is not None and 0 < warmup <= int(episodes.max()):
         ax.axvline(warmup + 0.5, color="gray", linestyle="--", label=f"end of warm-up ({warmup})")
-    ax.set(xlabel="episode", ylabel="reward", title=_title(run_dir))
+    relative = any("raw_reward" in r for r in rows)  # env.reward_baseline: the reward is the gain over a baseline
+    ax.set(xlabel="episode", ylabel="reward - uniform's at the budget" if relative else "reward", title=_title(run_dir))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
