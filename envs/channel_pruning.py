@@ -41,9 +41,9 @@ from amc.runs.rewards import get_reward
 OBS_FIELDS = ("t", "n", "c", "h", "w", "stride", "kernel", "macs", "reduced", "rest", "a_prev")
 OBS_DIM = len(OBS_FIELDS)
 REWARD_BASELINES = ("none", "uniform")
+TARGET_FIELD = "target"  # the episode's budget (target ratio), last in the observation with budget_in_state
 
 log = logging.getLogger(__name__)
-TARGET_FIELD = "target"  # the episode's budget (target ratio), last in the observation with budget_in_state
 
 
 def observation_fields(budget_in_state: bool, state_extras: Sequence[str] = ()) -> tuple[str, ...]:
@@ -173,10 +173,10 @@ class ChannelPruningEnv(gym.Env):
         self._reset_state()
         self.reward_baseline = reward_baseline
         self._baselines: dict[float, float] = {}  # budget target ratio -> the uniform policy's reward there
-        self._baseline_grid: dict[float, float] = {}  # the same across target_range, interpolated between
+        self._baseline_grid: tuple[np.ndarray, np.ndarray] | None = None  # (budgets, rewards) across target_range
         if reward_baseline != "none" and self.target_range is not None:
-            self._baseline_grid = {float(t): self._uniform_reward(float(t))
-                                   for t in np.linspace(*self.target_range, int(baseline_points))}
+            targets = np.linspace(*self.target_range, int(baseline_points))
+            self._baseline_grid = (targets, np.array([self._uniform_reward(float(t)) for t in targets]))
 
     def set_observation(self, *, budget_in_state: bool = False, state_extras: Sequence[str] = ()) -> None:
         """Observe with this layout from the next observation on (``amc.apply`` with several agents, each trained
@@ -309,9 +309,8 @@ class ChannelPruningEnv(gym.Env):
     def baseline_reward(self, target: float) -> float:
         """The uniform policy's reward at budget ``target``: interpolated between the budgets evaluated at construction
         while ``target_range`` draws the budgets, else evaluated once per budget."""
-        if self.target_range is not None and self._baseline_grid:
-            targets = sorted(self._baseline_grid)
-            return float(np.interp(target, targets, [self._baseline_grid[t] for t in targets]))
+        if self.target_range is not None and self._baseline_grid is not None:
+            return float(np.interp(target, *self._baseline_grid))
         if target not in self._baselines:
             self._baselines[target] = self._uniform_reward(target)
         return self._baselines[target]
